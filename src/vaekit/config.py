@@ -1,0 +1,155 @@
+"""Frozen dataclass configs, saved as JSON into every run and every model file.
+
+A run is reproducible from its ``config.json`` alone: ``RunConfig.from_dict(json.load(f))``.
+Precedence when a run is configured: dataclass defaults < preset < explicit arguments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .errors import VaekitError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is prepared."""
+
+    dataset: str = "digits"  # a data spec: digits, mnist, mnist:test, folder:PATH, npz:PATH, csv:PATH, ...
+    data_dir: str | None = None  # searched before $VAEKIT_DATA and the cache
+    binarize: str = "none"  # "none" or "dynamic" (a fresh Bernoulli draw of every pixel each batch)
+    val_fraction: float = 0.1  # of the training split, for sources without an official validation split
+    image_size: tuple[int, int] | None = None  # folder:PATH only: resize to (H, W); default: first image's size
+    channels: int | None = None  # folder:PATH only: 1 (grayscale) or 3 (RGB); default: RGB if any image is colour
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network. ``input_shape`` is filled in from the data when training starts."""
+
+    model: str = "vae"
+    input_shape: tuple[int, ...] = ()  # one item, e.g. (1, 28, 28) or (D,)
+    hidden: tuple[int, ...] = (400,)  # encoder hidden widths; the decoder mirrors them
+    latent_dim: int = 20
+    likelihood: str = "auto"  # "bernoulli", "gaussian" (unit variance), or "auto" from the data
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation. ``epochs=None`` means enough epochs for about ``min_steps`` steps (at least 10)."""
+
+    epochs: int | None = None
+    min_steps: int = 3000
+    batch_size: int = 128
+    optimizer: str = "adam"  # "adam" or "rmsprop"
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"  # "auto" picks CUDA when present, else CPU
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to reproduce a run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        return _from_dict(cls, d, "config")
+
+
+# Presets that reproduce the seed articles; keys are "section.field".
+PRESETS: dict[str, dict[str, Any]] = {
+    # PyTorch examples, vae/main.py: 784-400-20, BCE + KLD, Adam 1e-3, batch 128, 10 epochs.
+    "pytorch-example": {
+        "model.hidden": (400,), "model.latent_dim": 20, "model.likelihood": "bernoulli",
+        "train.optimizer": "adam", "train.lr": 1e-3, "train.batch_size": 128, "train.epochs": 10,
+    },
+    # The Keras blog's MLP VAE ("Building Autoencoders in Keras"): 784-256-2, RMSprop, batch 100, 50 epochs.
+    "keras-blog": {
+        "model.hidden": (256,), "model.latent_dim": 2, "model.likelihood": "bernoulli",
+        "train.optimizer": "rmsprop", "train.lr": 1e-3, "train.batch_size": 100, "train.epochs": 50,
+    },
+}
+
+
+def build_config(preset: str | None = None, **overrides: Any) -> RunConfig:
+    """Make a ``RunConfig`` from a preset and ``section.field``-style or plain field overrides.
+
+    ``overrides`` whose value is ``None`` are ignored, so CLI flags that were not given fall through.
+
+    Examples
+    --------
+    >>> cfg = build_config("pytorch-example", dataset="mnist", epochs=2)
+    >>> cfg.model.hidden, cfg.train.epochs
+    ((400,), 2)
+    """
+    values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise VaekitError(f"unknown preset {preset!r}; choose from {', '.join(sorted(PRESETS))}")
+        values.update(PRESETS[preset])
+    for key, value in overrides.items():
+        if value is not None:
+            values[_qualify(key)] = value
+    sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
+    for key, value in values.items():
+        section, name = key.split(".", 1)
+        sections[section][name] = value
+    cfg = RunConfig(preset=preset)
+    return RunConfig(
+        data=_replace_checked(cfg.data, sections["data"]),
+        model=_replace_checked(cfg.model, sections["model"]),
+        train=_replace_checked(cfg.train, sections["train"]),
+        preset=preset,
+    )
+
+
+def _qualify(key: str) -> str:
+    if "." in key:
+        return key
+    owners = [s for s, c in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+              if key in {f.name for f in fields(c)}]
+    if len(owners) != 1:
+        raise VaekitError(f"unknown setting {key!r}")
+    return f"{owners[0]}.{key}"
+
+
+def _replace_checked(obj: Any, changes: dict[str, Any]) -> Any:
+    names = {f.name for f in fields(obj)}
+    unknown = set(changes) - names
+    if unknown:
+        raise VaekitError(f"unknown setting(s) {sorted(unknown)} for {type(obj).__name__}")
+    return replace(obj, **changes)
+
+
+def _from_dict(cls: type, d: Any, where: str) -> Any:
+    if not isinstance(d, dict):
+        raise VaekitError(f"{where}: expected an object, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise VaekitError(f"{where}: unknown key(s) {sorted(unknown)}")
+    kwargs = {}
+    for name, value in d.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _from_dict(hint, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            kwargs[name] = tuple(value)  # JSON has no tuples
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)

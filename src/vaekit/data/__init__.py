@@ -1,0 +1,203 @@
+"""Datasets held in memory as arrays, with train / validation / test splits.
+
+A *data spec* names a source and, for the named datasets, optionally a split:
+
+``digits`` (scikit-learn's bundled 8x8 digits, the offline default), ``mnist``, ``mnist:test``,
+``fashion-mnist``, ``binarized-mnist:valid``, ``folder:PATH``, ``npy:PATH``, ``npz:PATH``, ``csv:PATH``.
+A bare path is read by its suffix. Labels are kept when a source has them, for plots and evaluation
+only: training never sees them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..config import DataConfig
+from ..errors import DataError
+from .formats import read_array_file, read_csv, read_image_folder
+from .named import DIGIT_NAMES, NAMED, load_named_split
+
+SPLIT_SEED = 0  # the train/val/test split of a source is fixed, whatever the training seed
+FILE_KINDS = ("folder", "npy", "npz", "csv")
+
+
+@dataclass(frozen=True)
+class ArrayData:
+    """Items ``x`` (N, *item_shape): uint8 in [0, 255] or float32; labels ``y`` (N,) or None."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    name: str
+    class_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def item_shape(self) -> tuple[int, ...]:
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        """(C, H, W) items with C in {1, 3}."""
+        return len(self.item_shape) == 3 and self.item_shape[0] in (1, 3)
+
+    def as_float(self) -> np.ndarray:
+        """float32 copy of ``x``; uint8 is scaled to [0, 1]."""
+        return self.x.astype(np.float32) / 255.0 if self.x.dtype == np.uint8 else self.x.astype(np.float32)
+
+    def subset(self, index: np.ndarray) -> "ArrayData":
+        return replace(self, x=self.x[index], y=None if self.y is None else self.y[index])
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """Per-feature ``(x - mean) / std`` fitted on the training split; saved with the model."""
+
+    mean: np.ndarray  # (D,)
+    std: np.ndarray  # (D,)
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Standardizer":
+        std = x.std(axis=0)
+        return cls(x.mean(axis=0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
+
+    def apply(self, data: ArrayData) -> ArrayData:
+        if data.item_shape != self.mean.shape:
+            raise DataError(f"{data.name}: has {data.item_shape[0] if data.item_shape else 0} features, "
+                            f"the model was trained on {self.mean.shape[0]}")
+        return replace(data, x=((data.x - self.mean) / self.std).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: ArrayData
+    val: ArrayData
+    test: ArrayData
+    standardizer: Standardizer | None = None
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """Split a data spec into (source, argument): ``mnist:test`` -> ("mnist", "test"), ``csv:a.csv`` -> ("csv", "a.csv")."""
+    kind, sep, arg = spec.partition(":")
+    if kind in FILE_KINDS:
+        if not arg:
+            raise DataError(f"data spec {spec!r}: give a path after '{kind}:'")
+        return kind, arg
+    if kind in NAMED or kind == "digits":
+        return kind, (arg or None)
+    path = Path(spec)
+    if path.is_dir():
+        return "folder", spec
+    suffix = path.suffix.lower()
+    if suffix in (".npy", ".npz", ".csv"):
+        return suffix[1:], spec
+    names = ", ".join(["digits", *NAMED, *(k + ":PATH" for k in FILE_KINDS)])
+    raise DataError(f"unknown data spec {spec!r}; use one of {names}")
+
+
+def load_data(spec: str, cfg: DataConfig | None = None) -> ArrayData:
+    """Load the items a spec names: a named dataset's split (``train`` when none is given) or a whole file."""
+    cfg = cfg or DataConfig(dataset=spec)
+    kind, arg = parse_spec(spec)
+    if kind == "digits":
+        return _digits_split(arg or "train")
+    if kind in NAMED:
+        split = arg or "train"
+        x, y = load_named_split(kind, split, cfg.data_dir)
+        return ArrayData(x, y, f"{kind}:{split}", NAMED[kind].class_names)
+    return _load_file(kind, arg, cfg)
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """Train / validation / test splits for the dataset a config names.
+
+    Named datasets use their official test (and validation) split; otherwise a fixed, seeded share
+    of the data is held out. CSV features are standardised by the training split's mean and std.
+    """
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise DataError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
+    kind, arg = parse_spec(cfg.dataset)
+    if kind in NAMED:
+        name = NAMED[kind]
+        train, test = load_data(f"{kind}:train", cfg), load_data(f"{kind}:test", cfg)
+        if "valid" in name.splits:
+            return Splits(train, load_data(f"{kind}:valid", cfg), test)
+        train, val = _holdout(train, cfg.val_fraction)
+        return Splits(train, val, test)
+    data = _digits_all() if kind == "digits" else _load_file(kind, arg, cfg)
+    rest, test = _holdout(data, 0.1)
+    train, val = _holdout(rest, cfg.val_fraction)
+    if len(train) == 0:
+        raise DataError(f"{cfg.dataset}: too few items ({len(data)}) to train on")
+    if kind == "csv":
+        std = Standardizer.fit(train.x)
+        return Splits(std.apply(train), std.apply(val), std.apply(test), std)
+    return Splits(train, val, test)
+
+
+def _holdout(data: ArrayData, fraction: float) -> tuple[ArrayData, ArrayData]:
+    """Split off ``fraction`` of the items (a fixed seeded choice) as the second part."""
+    n_out = int(round(len(data) * fraction)) if len(data) > 2 else 0
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(data))
+    return data.subset(np.sort(order[n_out:])), data.subset(np.sort(order[:n_out]))
+
+
+def _digits_all() -> ArrayData:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()  # bundled with scikit-learn: 1797 images, 8x8, values 0..16
+    x = (bunch.images.astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8) in [0, 1]
+    return ArrayData(x, bunch.target.astype(np.int64), "digits", DIGIT_NAMES)
+
+
+def _digits_split(split: str) -> ArrayData:
+    splits = load_splits(DataConfig(dataset="digits"))
+    if split not in ("train", "valid", "test"):
+        raise DataError(f"digits: no split {split!r}; it has train, valid, test")
+    return {"train": splits.train, "valid": splits.val, "test": splits.test}[split]
+
+
+def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
+    path = Path(arg).expanduser()
+    if kind == "folder":
+        x, y, names = read_image_folder(path, cfg.image_size, cfg.channels)
+        return ArrayData(x, y, f"folder:{path}", names)
+    if kind == "csv":
+        x, y, _ = read_csv(path)
+        return ArrayData(x, y, f"csv:{path}")
+    x, y = read_array_file(path)
+    return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")
+
+
+def _check_array(x: np.ndarray, path: Path) -> np.ndarray:
+    """Accept (N, D), (N, H, W), (N, C, H, W) or (N, H, W, C) with C in {1, 3}; uint8 or finite floats."""
+    if x.dtype == np.bool_:
+        x = x.astype(np.uint8) * 255
+    if x.dtype.kind not in "uif":
+        raise DataError(f"{path}: array dtype {x.dtype} is not numeric")
+    if x.ndim < 2 or len(x) == 0:
+        raise DataError(f"{path}: expected an array of items (N, ...), got shape {x.shape}")
+    if x.dtype != np.uint8:
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise DataError(f"{path}: contains NaN or infinite values (first at flat index "
+                            f"{int(np.flatnonzero(~np.isfinite(x))[0])})")
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    elif x.ndim > 4 or (x.ndim == 4 and x.shape[1] not in (1, 3)):
+        raise DataError(f"{path}: cannot read shape {x.shape} as vectors (N, D) or images (N, C, H, W)")
+    return np.ascontiguousarray(x)
+
+
+def _check_labels(y: np.ndarray, path: Path) -> np.ndarray:
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise DataError(f"{path}: labels must be a 1-D integer array, got {y.dtype} {y.shape}")
+    return y.astype(np.int64)
+
+
+__all__ = ["ArrayData", "Splits", "Standardizer", "load_data", "load_splits", "parse_spec", "NAMED"]

@@ -1,0 +1,197 @@
+"""Parsers for the file formats vaekit reads. Each raises ``DataError`` naming the file and the problem.
+
+All parsers return NumPy arrays held in memory: uint8 where the source is uint8, float32 otherwise.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
+               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+def read_bytes(path: Path) -> bytes:
+    """Read a file, gunzipping when the name ends in ``.gz``."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    if str(path).endswith(".gz"):
+        if not raw:
+            raise DataError(f"{path}: empty file (expected gzip data)")
+        try:
+            return gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as e:
+            raise DataError(f"{path}: corrupt or truncated gzip ({e})") from None
+    return raw
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an IDX file (LeCun's MNIST format): magic ``00 00 <dtype> <ndim>``, big-endian dims, payload."""
+    data = read_bytes(path)
+    if len(data) < 4:
+        raise DataError(f"{path}: too short for an IDX header ({len(data)} bytes)")
+    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES or not 1 <= data[3] <= 4:
+        raise DataError(f"{path}: not an IDX file (magic bytes {data[:4].hex()})")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(f"{path}: header says {dims} ({expected} bytes of data) "
+                        f"but the file holds {len(data) - header} bytes")
+    return np.frombuffer(data, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_amat(path: Path, width: int = 784) -> np.ndarray:
+    """Parse a binarized-MNIST ``.amat`` file: one image a line, ``width`` values of 0/1 separated by spaces."""
+    data = read_bytes(path)
+    line = 2 * width  # "v v ... v\n"
+    buf = np.frombuffer(data, np.uint8)
+    if len(buf) and len(buf) % line == 0:
+        rows = buf.reshape(-1, line)
+        values = rows[:, 0::2]
+        if (rows[:, 1:-1:2] == ord(" ")).all() and (rows[:, -1] == ord("\n")).all() \
+                and np.isin(values, (ord("0"), ord("1"))).all():
+            return (values - ord("0")).astype(np.uint8)
+    return _read_amat_slow(path, data, width)
+
+
+def _read_amat_slow(path: Path, data: bytes, width: int) -> np.ndarray:
+    """Line-by-line parse; only reached when the fast layout check fails, to name the bad line."""
+    lines = data.decode("ascii", errors="replace").splitlines()
+    if not lines:
+        raise DataError(f"{path}: empty file")
+    out = np.empty((len(lines), width), np.uint8)
+    for i, text in enumerate(lines, 1):
+        parts = text.split()
+        if len(parts) != width:
+            raise DataError(f"{path}: line {i} has {len(parts)} values, expected {width}")
+        if any(p not in ("0", "1") for p in parts):
+            bad = next(p for p in parts if p not in ("0", "1"))
+            raise DataError(f"{path}: line {i} has the value {bad[:20]!r}; binarized data must be 0 or 1")
+        out[i - 1] = np.array(parts, np.uint8)
+    return out
+
+
+def read_csv(path: Path, label_column: str = "label") -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Parse a numeric CSV with a header. Returns (features (N, D) float32, labels or None, feature names).
+
+    A column named ``label_column`` is kept aside as labels (for plots and evaluation only).
+    """
+    text = read_bytes(path).decode("utf-8-sig", errors="replace")
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise DataError(f"{path}: empty CSV (expected a header and numeric rows)")
+    header = [h.strip() for h in rows[0]]
+    if len(rows) < 2:
+        raise DataError(f"{path}: CSV has a header but no rows")
+    try:
+        [float(h) for h in header]
+        raise DataError(f"{path}: the first row is numeric; the CSV needs a header row of column names")
+    except ValueError:
+        pass
+    values = np.empty((len(rows) - 1, len(header)), np.float64)
+    for i, row in enumerate(rows[1:], 2):
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {i} has {len(row)} cells, the header has {len(header)}")
+        for j, cell in enumerate(row):
+            cell = cell.strip()
+            if not cell:
+                raise DataError(f"{path}: row {i}, column {header[j]!r} is empty (missing value)")
+            try:
+                values[i - 2, j] = float(cell)
+            except ValueError:
+                raise DataError(f"{path}: row {i}, column {header[j]!r} is not a number: {cell[:30]!r}") from None
+    if not np.isfinite(values).all():
+        i, j = np.argwhere(~np.isfinite(values))[0]
+        raise DataError(f"{path}: row {i + 2}, column {header[j]!r} is not finite ({values[i, j]})")
+    labels = None
+    if label_column in header:
+        j = header.index(label_column)
+        labels = values[:, j].astype(np.int64)
+        values = np.delete(values, j, axis=1)
+        header = header[:j] + header[j + 1:]
+    if values.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns")
+    return values.astype(np.float32), labels, header
+
+
+def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Load ``.npy`` or ``.npz`` without pickle. An npz holds ``x`` (or one array) and optionally ``y``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise DataError(f"{path}: holds pickled objects, which vaekit never loads") from None
+        raise DataError(f"{path}: not a valid NumPy file ({e})") from None
+    except Exception as e:  # zipfile.BadZipFile, EOFError, OSError from truncated files
+        raise DataError(f"{path}: not a valid NumPy file ({type(e).__name__}: {e})") from None
+    if isinstance(loaded, np.ndarray):
+        return loaded, None
+    with loaded:
+        keys = list(loaded.keys())
+        xkey = next((k for k in ("x", "X", "images", "data") if k in keys), keys[0] if len(keys) == 1 else None)
+        if xkey is None:
+            raise DataError(f"{path}: npz has arrays {keys}; name the data array 'x' (and labels 'y')")
+        ykey = next((k for k in ("y", "labels") if k in keys), None)
+        try:
+            x = loaded[xkey]
+            y = loaded[ykey] if ykey else None
+        except ValueError as e:
+            raise DataError(f"{path}: array cannot be read without pickle ({e})") from None
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(x)} items but {len(y)} labels")
+    return x, y
+
+
+def read_image_folder(root: Path, image_size: tuple[int, int] | None, channels: int | None
+                      ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
+    """Load every PNG/JPEG under ``root`` as uint8 (N, C, H, W). Sub-folder names become class labels."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{root}: no PNG or JPEG images in this folder")
+    images = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                images.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise DataError(f"{p}: not a readable image ({e})") from None
+    if channels is None:
+        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "LA") for im in images) else 1
+    if channels not in (1, 3):
+        raise DataError(f"{root}: channels must be 1 or 3, got {channels}")
+    size_wh = (image_size[1], image_size[0]) if image_size else images[0].size
+    mode = "L" if channels == 1 else "RGB"
+    arr = np.stack([np.asarray(im.convert(mode).resize(size_wh, Image.BILINEAR)
+                               if im.size != size_wh else im.convert(mode)) for im in images])
+    arr = arr[:, None] if channels == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
+    parents = [p.parent.relative_to(root).as_posix() for p in files]
+    if len(set(parents)) > 1:
+        names = tuple(sorted(set(parents)))
+        labels = np.array([names.index(q) for q in parents], np.int64)
+        return np.ascontiguousarray(arr), labels, names
+    return np.ascontiguousarray(arr), None, None

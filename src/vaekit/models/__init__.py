@@ -1,0 +1,27 @@
+"""Model registry: adding a model is one module and one entry here."""
+from __future__ import annotations
+
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import VaekitError
+from .likelihoods import LIKELIHOODS
+from .vae import VAE
+
+MODELS: dict[str, type[nn.Module]] = {"vae": VAE}
+
+
+def build_model(cfg: ModelConfig) -> nn.Module:
+    """Instantiate the model a (fully resolved) config names."""
+    if cfg.model not in MODELS:
+        raise VaekitError(f"unknown model {cfg.model!r}; choose from {', '.join(MODELS)}")
+    if cfg.likelihood not in LIKELIHOODS:
+        raise VaekitError(f"unknown likelihood {cfg.likelihood!r}; choose from {', '.join(LIKELIHOODS)}")
+    if cfg.latent_dim < 1:
+        raise VaekitError(f"latent dim must be at least 1, got {cfg.latent_dim}")
+    if not cfg.hidden or any(h < 1 for h in cfg.hidden):
+        raise VaekitError(f"hidden sizes must be positive integers, got {list(cfg.hidden)}")
+    return MODELS[cfg.model](cfg)
+
+
+__all__ = ["MODELS", "build_model", "VAE"]

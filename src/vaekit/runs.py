@@ -1,0 +1,211 @@
+"""The run folder and model files: atomic writes, safetensors + JSON, never pickle.
+
+A run folder holds ``config.json``, ``model.safetensors`` (weights + the config to rebuild them),
+``checkpoint.safetensors`` (weights, optimiser state, RNG state, epoch), ``metrics.jsonl`` and pictures.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .config import RunConfig
+from .data import Standardizer
+from .errors import RunError, VaekitError
+from .models import build_model
+
+MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE = (
+    "model.safetensors", "checkpoint.safetensors", "config.json", "metrics.jsonl")
+FORMAT = "vaekit-model/1"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it, then rename over ``path``.
+
+    A crash leaves either the old file or the new one, never a half-written one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def prepare_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Create a fresh run folder; an existing non-empty one is an error unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            raise RunError(f"{path}: run folder already exists; use --resume to continue it, "
+                           "--overwrite to replace it, or another --run-dir")
+        for name in (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE):
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line and fsync, so a crash loses at most the line being written."""
+    with open(run_dir / METRICS_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line torn by a crash ends the readable history
+    return records
+
+
+def truncate_metrics(run_dir: Path, last_epoch: int) -> None:
+    """Keep only records up to ``last_epoch`` (used on resume)."""
+    kept = [r for r in read_metrics(run_dir) if r.get("epoch", 0) <= last_epoch]
+    atomic_write(Path(run_dir) / METRICS_FILE, "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+# --- model files ---------------------------------------------------------------------------------
+
+def _model_tensors(model: torch.nn.Module, standardizer: Standardizer | None) -> dict[str, torch.Tensor]:
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if standardizer is not None:
+        tensors["data.mean"] = torch.from_numpy(standardizer.mean)
+        tensors["data.std"] = torch.from_numpy(standardizer.std)
+    return tensors
+
+
+def save_model(path: Path, model: torch.nn.Module, cfg: RunConfig,
+               standardizer: Standardizer | None = None, extra: dict[str, str] | None = None,
+               extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
+    """Write weights and the config that rebuilds them as one safetensors file, atomically."""
+    tensors = _model_tensors(model, standardizer)
+    tensors.update(extra_tensors or {})
+    metadata = {"format": FORMAT, "config": cfg.to_json(), **(extra or {})}
+    atomic_write(path, st_save(tensors, metadata=metadata))
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file and its metadata; refuse anything else (pickles above all) with a reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"{path}: no such model file")
+    data = path.read_bytes()
+    head = data[:4]
+    if head[:1] == b"\x80" or head[:2] == b"PK":
+        raise RunError(f"{path}: is a pickle / torch.save file, not safetensors; vaekit never unpickles "
+                       "model files because unpickling can run arbitrary code")
+    try:
+        tensors = st_load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError) as e:
+        raise RunError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0][:120]})") from None
+    return tensors, metadata
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
+               ) -> tuple[torch.nn.Module, RunConfig, Standardizer | None]:
+    """Rebuild a model from a run folder or a ``.safetensors`` file. Returns (model, config, standardizer)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
+        if not path.is_file():
+            raise RunError(f"{path.parent}: not a run folder with a model (no {MODEL_FILE})")
+    elif not path.exists():
+        raise RunError(f"{path}: no such run folder or model file")
+    tensors, metadata = read_safetensors(path)
+    if metadata.get("format") != FORMAT or "config" not in metadata:
+        raise RunError(f"{path}: not a vaekit model file (no vaekit config in its metadata)")
+    try:
+        cfg = RunConfig.from_dict(json.loads(metadata["config"]))
+        model = build_model(cfg.model)
+    except (VaekitError, json.JSONDecodeError, TypeError) as e:
+        raise RunError(f"{path}: its config cannot rebuild a model ({e})") from None
+    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as e:
+        first = str(e).replace("\n", " ").replace("\t", "")[:200]
+        raise RunError(f"{path}: weights do not match its config ({first})") from None
+    standardizer = None
+    if "data.mean" in tensors:
+        standardizer = Standardizer(tensors["data.mean"].numpy(), tensors["data.std"].numpy())
+    return model.to(device).eval(), cfg, standardizer
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
+                    epoch: int, standardizer: Standardizer | None, best: float | None) -> None:
+    """One self-describing record: weights, optimiser state, RNG state, epoch, best validation loss."""
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    state = optimizer.state_dict()
+    for index, slots in state["state"].items():
+        for key, value in slots.items():
+            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    extra = {"epoch": str(epoch), "param_groups": json.dumps(state["param_groups"]),
+             "best_val_loss": json.dumps(best)}
+    save_model(path, model, cfg, standardizer, extra=extra, extra_tensors=tensors)
+
+
+def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+                    ) -> tuple[int, float | None]:
+    """Restore weights, optimiser and RNG state in place; returns (epoch, best validation loss)."""
+    tensors, metadata = read_safetensors(path)
+    device = next(model.parameters()).device
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, slot = key.split(".", 2)
+            state.setdefault(int(index), {})[slot] = value.to(device) if value.ndim else value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
+    torch.set_rng_state(tensors["rng.torch"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return int(metadata["epoch"]), json.loads(metadata.get("best_val_loss", "null"))
+
+
+def standardizer_arrays(s: Standardizer | None) -> dict[str, np.ndarray]:
+    return {} if s is None else {"mean": s.mean, "std": s.std}

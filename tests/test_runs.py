@@ -1,0 +1,119 @@
+"""The run folder: save/load round trips, resume, never overwriting, never unpickling."""
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import vaekit
+from vaekit import runs
+from vaekit.errors import RunError
+
+
+def test_run_folder_contents(digits_run):
+    names = {p.name for p in digits_run.iterdir()}
+    assert {"config.json", "model.safetensors", "checkpoint.safetensors", "metrics.jsonl", "summary.json",
+            "samples.png", "reconstructions.png"} <= names
+    cfg = vaekit.RunConfig.from_dict(json.loads((digits_run / "config.json").read_text()))
+    assert cfg.model.input_shape == (1, 8, 8) and cfg.model.likelihood == "bernoulli" and cfg.train.epochs == 20
+    with Image.open(digits_run / "samples.png") as im:
+        assert im.size == (8 * 34 + 2, 8 * 34 + 2)  # 8x8 images scaled x4 plus 2-pixel frames
+    with Image.open(digits_run / "reconstructions.png") as im:
+        assert im.size == (8 * 34 + 2, 2 * 34 + 2)
+    record = json.loads((digits_run / "metrics.jsonl").read_text().splitlines()[0])
+    assert {"epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "seconds"} <= set(record)
+
+
+def test_save_load_round_trip_gives_identical_outputs(digits_run, tmp_path):
+    model, cfg, _ = runs.load_model(digits_run)
+    runs.save_model(tmp_path / "copy.safetensors", model, cfg)
+    again, _, _ = runs.load_model(tmp_path / "copy.safetensors")
+    x = torch.rand(16, 1, 8, 8)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(model.loss(x, gen())["loss"], again.loss(x, gen())["loss"])
+    assert torch.equal(model.encode(x)[0], again.encode(x)[0])
+
+
+def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(tmp_path):
+    straight = vaekit.train(dataset="digits", epochs=4, run_dir=tmp_path / "a", progress=False, pictures=False)
+    vaekit.train(dataset="digits", epochs=2, run_dir=tmp_path / "b", progress=False, pictures=False)
+    resumed = vaekit.resume(tmp_path / "b", epochs=4, progress=False, pictures=False)
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3, 4]
+    for a, b in zip(straight.metrics, resumed.metrics):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6)
+    assert resumed.test["loss"] == pytest.approx(straight.test["loss"], rel=1e-6)
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    a = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "a", progress=False, pictures=False)
+    b = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "b", progress=False, pictures=False)
+    assert [m["val_loss"] for m in a.metrics] == [m["val_loss"] for m in b.metrics]
+
+
+def test_existing_run_is_not_overwritten(digits_run):
+    before = (digits_run / "model.safetensors").read_bytes()
+    with pytest.raises(RunError, match="already exists"):
+        vaekit.train(dataset="digits", epochs=1, run_dir=digits_run, progress=False)
+    assert (digits_run / "model.safetensors").read_bytes() == before
+
+
+class _Planted:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # unpickling this would create the marker file
+
+
+def test_pickle_planted_as_model_is_refused_and_runs_no_code(tmp_path, digits_run):
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text((digits_run / "config.json").read_text())
+    (run / "model.safetensors").write_bytes(pickle.dumps(_Planted(str(marker))))
+    with pytest.raises(RunError, match="never unpickles"):
+        runs.load_model(run)
+    torch.save({"x": _Planted(str(marker))}, tmp_path / "model.pt")
+    with pytest.raises(RunError, match="never unpickles"):
+        runs.load_model(tmp_path / "model.pt")
+    assert not marker.exists()
+
+
+def test_model_file_whose_config_does_not_match_its_weights(tmp_path, digits_run):
+    tensors, metadata = runs.read_safetensors(digits_run / "model.safetensors")
+    cfg = json.loads(metadata["config"])
+    cfg["model"]["latent_dim"] = 5
+    from safetensors.torch import save_file
+    save_file(tensors, tmp_path / "m.safetensors", metadata={**metadata, "config": json.dumps(cfg)})
+    with pytest.raises(RunError, match="weights do not match its config"):
+        runs.load_model(tmp_path / "m.safetensors")
+
+
+def test_sample_and_reconstruct_shapes_and_range(digits_run):
+    x = vaekit.sample(digits_run, 10, seed=1)
+    assert x.shape == (10, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
+    assert np.array_equal(x, vaekit.sample(digits_run, 10, seed=1))
+    originals, recons = vaekit.reconstruct(digits_run, 5)
+    assert originals.shape == recons.shape == (5, 1, 8, 8)
+    # reconstructions resemble their originals more than other items
+    d = ((originals[:, None] - recons[None]) ** 2).sum((2, 3, 4))
+    assert (d.argmin(1) == np.arange(5)).sum() >= 4
+
+
+def test_csv_run_trains_gaussian_and_keeps_its_standardizer(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 2))
+    values = z @ rng.normal(size=(2, 6)) * 10 + 100 + rng.normal(scale=0.1, size=(300, 6))
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c,d,e,f\n" + "\n".join(",".join(f"{v:.5f}" for v in r) for r in values))
+    result = vaekit.train(dataset=f"csv:{path}", hidden=(32,), latent_dim=2, run_dir=tmp_path / "run",
+                          progress=False)
+    assert result.config.model.likelihood == "gaussian"
+    assert result.metrics[-1]["val_loss"] < result.metrics[0]["val_loss"]
+    _, _, std = runs.load_model(tmp_path / "run")
+    assert np.allclose(std.mean, values[:240].mean(0), rtol=0.05)
+    assert not (tmp_path / "run" / "samples.png").exists()  # no image grids for tables
