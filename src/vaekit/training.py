@@ -49,6 +49,23 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Native bf16 matmuls: AVX512-BF16/AMX on CPU (oneDNN), Ampere or newer on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training, or None for plain fp32."""
+    precision = cfg.train.precision
+    if precision not in ("auto", "fp32", "bf16"):
+        raise VaekitError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    if precision == "fp32" or (precision == "auto" and not bf16_supported(device)):
+        return None
+    return torch.bfloat16
+
+
 def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     """Fill in what the data decides: input shape, likelihood ("auto"), number of epochs (None)."""
     train = splits.train
@@ -176,8 +193,10 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: tor
     model.train()
     sums = torch.zeros(len(TERMS), device=x.device)
     seen = shown = 0
+    dtype = autocast_dtype(cfg, x.device)
     for step, batch in enumerate(shuffled_batches(x, cfg.train.batch_size, cfg.train.seed * 100_003 + epoch), 1):
-        terms = model.loss(model_input(batch, cfg.data.binarize))
+        with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            terms = model.loss(model_input(batch, cfg.data.binarize))
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
         optimizer.step()
