@@ -83,6 +83,19 @@ def test_pickle_planted_as_model_is_refused_and_runs_no_code(tmp_path, digits_ru
     assert not marker.exists()
 
 
+def test_safetensors_whose_header_length_starts_like_a_pickle_still_loads(tmp_path, digits_run):
+    from safetensors.torch import save
+    tensors, metadata = runs.read_safetensors(digits_run / "model.safetensors")
+    for pad in range(256):  # find metadata padding that makes the header length's first byte 0x80
+        data = save(tensors, metadata={**metadata, "pad": "x" * pad})
+        if data[0] == 0x80:
+            break
+    assert data[0] == 0x80
+    (tmp_path / "m.safetensors").write_bytes(data)
+    model, _, _ = runs.load_model(tmp_path / "m.safetensors")
+    assert model.cfg.latent_dim == 20
+
+
 def test_model_file_whose_config_does_not_match_its_weights(tmp_path, digits_run):
     tensors, metadata = runs.read_safetensors(digits_run / "model.safetensors")
     cfg = json.loads(metadata["config"])

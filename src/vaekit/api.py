@@ -21,11 +21,10 @@ from . import runs
 from .config import RunConfig, build_config
 from .data import ArrayData, load_data, load_splits
 from .errors import RunError, VaekitError
-from .plots import save_grid
 from .training import TrainResult, as_tensor, evaluate_terms, model_input, pick_device
 from .training import train as _train
 
-SUMMARY_FILE = "summary.json"
+from .reporting import SUMMARY_FILE
 
 
 def train(preset: str | None = None, *, run_dir: str | Path | None = None, overwrite: bool = False,
@@ -61,8 +60,7 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
                "device": str(next(result.model.parameters()).device), "torch": torch.__version__}
     runs.write_json(result.run_dir / SUMMARY_FILE, summary)
-    if pictures:
-        write_pictures(result.run_dir)
+    report(result.run_dir, pictures=pictures)
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
@@ -134,15 +132,25 @@ def reconstruct(run: str | Path, n: int = 8, data: str | None = None) -> tuple[n
     return x.cpu().numpy(), model.decode_mean(mu).cpu().numpy()
 
 
-def write_pictures(run_dir: str | Path) -> list[Path]:
-    """``samples.png`` (8x8 grid from the prior) and ``reconstructions.png`` (originals above reconstructions).
+def report(run: str | Path, pictures: bool = True) -> Path:
+    """Rebuild the pictures (unless ``pictures=False``) and ``report.html`` of a run folder."""
+    from .reporting import make_pictures, write_report
 
-    Image data only; tabular runs get no image grids.
+    read_config(run)  # a clear error for a folder that is not a run
+    if pictures:
+        make_pictures(run)
+    return write_report(run)
+
+
+def plot(run: str | Path, kind: str, out: str | Path | None = None, **options: Any) -> dict:
+    """One picture of a run: ``kind`` is "latent", "manifold" (``n``) or "interpolate" (``i``, ``j``, ``steps``).
+
+    Writes ``<run>/<kind>.png`` (or ``out``) and returns the numbers it produced.
     """
-    run_dir = Path(run_dir)
-    cfg = read_config(run_dir)
-    if len(cfg.model.input_shape) != 3:
-        return []
-    originals, recons = reconstruct(run_dir, n=8)
-    return [save_grid(run_dir / "samples.png", sample(run_dir, 64), 8),
-            save_grid(run_dir / "reconstructions.png", np.concatenate([originals, recons]), len(originals))]
+    from . import reporting as rep
+
+    functions = {"latent": rep.plot_latent, "manifold": rep.plot_manifold, "interpolate": rep.plot_interpolation}
+    if kind not in functions:
+        raise VaekitError(f"unknown plot {kind!r}; choose from {', '.join(functions)}")
+    read_config(run)
+    return functions[kind](rep.load_run(run), out=Path(out) if out else None, **options)

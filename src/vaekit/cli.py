@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="run folder (default runs/<dataset>-<model>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue this run from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    t.add_argument("--no-plots", action="store_true", help="skip the pictures")
+    t.add_argument("--no-plots", action="store_true", help="skip the pictures (report.html is still written)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
@@ -91,6 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="PNG grid (.png) or arrays (.npz)")
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("plot", help="one picture of a run: latent, manifold, interpolate")
+    kinds = p.add_subparsers(dest="kind", required=True)
+    pl = kinds.add_parser("latent", help="test posterior means coloured by label (PCA to 2-D when L > 2)")
+    pm = kinds.add_parser("manifold", help="decoded grid of the latent plane at Gaussian quantiles")
+    pm.add_argument("--n", type=int, default=20, help="grid size n x n")
+    pi = kinds.add_parser("interpolate", help="decoded path between two test items' latent codes")
+    pi.add_argument("--from", dest="i", type=int, default=0, help="test item index")
+    pi.add_argument("--to", dest="j", type=int, default=1, help="test item index")
+    pi.add_argument("--steps", type=int, default=10)
+    for q in (pl, pm, pi):
+        q.add_argument("run")
+        q.add_argument("--out", help="PNG file (default: <run>/<picture>.png)")
+        q.set_defaults(func=cmd_plot)
+
+    rp = sub.add_parser("report", help="rebuild all pictures and report.html of a run")
+    rp.add_argument("run")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 
@@ -161,6 +179,22 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     _write_items(out, {"x": originals, "reconstruction": recons},
                  np.concatenate([originals, recons]), len(originals))
     print(f"wrote {len(originals)} originals and reconstructions to {out}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    options = {"latent": {}, "manifold": {"n": args.n} if args.kind == "manifold" else {},
+               "interpolate": {"i": args.i, "j": args.j, "steps": args.steps} if args.kind == "interpolate" else {}}
+    if args.out:
+        _check_out(args.out, True, (".png",))
+    info = api.plot(args.run, args.kind, args.out, **options[args.kind])
+    name = {"latent": "latent.png", "manifold": "manifold.png", "interpolate": "interpolation.png"}[args.kind]
+    print(f"wrote {args.out or Path(args.run) / name}" + (f"  {json.dumps(info)}" if info else ""))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(f"wrote {api.report(args.run)}")
     return 0
 
 

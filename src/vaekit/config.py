@@ -39,11 +39,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The optimisation. ``epochs=None`` means enough epochs for about ``min_steps`` steps (at least 10)."""
+    """The optimisation.
+
+    ``epochs=None``: enough epochs for about ``min_steps`` steps (at least 10).
+    ``batch_size=None``: 128, or the whole training split when it is smaller.
+    """
 
     epochs: int | None = None
     min_steps: int = 3000
-    batch_size: int = 128
+    batch_size: int | None = None
     optimizer: str = "adam"  # "adam" or "rmsprop"
     lr: float = 1e-3
     seed: int = 0

@@ -51,3 +51,71 @@ def save_grid(path: Path, images: np.ndarray, n_cols: int) -> Path:
 
     atomic_write(path, png_bytes(image_grid(images, n_cols)))
     return Path(path)
+
+
+# --- matplotlib figures --------------------------------------------------------------------------
+
+def _figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def scatter_png(points: np.ndarray, labels: np.ndarray | None, class_names: tuple[str, ...] | None,
+                xlabel: str, ylabel: str, title: str) -> bytes:
+    """2-D scatter of points (N, 2), one colour a class when labels are given, with a legend."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    size = float(np.clip(30000 / max(len(points), 1), 2, 25))  # visible dots for 200 points, no blobs for 10k
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=size, alpha=0.5, color="tab:blue", linewidths=0)
+    else:
+        cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
+        for c in np.unique(labels):
+            name = class_names[c] if class_names is not None and c < len(class_names) else str(c)
+            sel = labels == c
+            ax.scatter(points[sel, 0], points[sel, 1], s=size, alpha=0.6, color=cmap(int(c) % cmap.N),
+                       linewidths=0, label=name)
+        ax.legend(markerscale=max(1.0, 12 / size), fontsize=8, loc="best", framealpha=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return _figure_png(fig)
+
+
+def curves_png(metrics: list[dict]) -> bytes:
+    """Train and validation loss, reconstruction and KL per epoch, one panel each."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    epochs = [m["epoch"] for m in metrics]
+    for ax, term in zip(axes, ("loss", "recon", "kl")):
+        for split, style in (("train", "-"), ("val", "--")):
+            values = [m.get(f"{split}_{term}") for m in metrics]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [np.nan if v is None else v for v in values], style, label=split)
+        ax.set_title({"loss": "loss (negative ELBO)", "recon": "reconstruction", "kl": "KL"}[term])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per sample")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    return _figure_png(fig)
+
+
+def histogram_png(values: np.ndarray, title: str, xlabel: str) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.hist(values, bins=50, color="tab:blue", alpha=0.8)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("items")
+    return _figure_png(fig)

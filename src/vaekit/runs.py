@@ -129,10 +129,11 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     if not path.is_file():
         raise RunError(f"{path}: no such model file")
     data = path.read_bytes()
-    head = data[:4]
-    if head[:1] == b"\x80" or head[:2] == b"PK":
-        raise RunError(f"{path}: is a pickle / torch.save file, not safetensors; vaekit never unpickles "
-                       "model files because unpickling can run arbitrary code")
+    if not _looks_like_safetensors(data):
+        if data[:1] == b"\x80" or data[:2] == b"PK":  # pickle protocol 2+ / torch.save zip archive
+            raise RunError(f"{path}: is a pickle / torch.save file, not safetensors; vaekit never unpickles "
+                           "model files because unpickling can run arbitrary code")
+        raise RunError(f"{path}: not a safetensors file (bad header)")
     try:
         tensors = st_load(data)
         header_len = int.from_bytes(data[:8], "little")
@@ -140,6 +141,14 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     except (SafetensorError, ValueError, json.JSONDecodeError, OverflowError) as e:
         raise RunError(f"{path}: not a valid safetensors file ({str(e).splitlines()[0][:120]})") from None
     return tensors, metadata
+
+
+def _looks_like_safetensors(data: bytes) -> bool:
+    """An 8-byte little-endian header length, then a JSON object of that length within the file."""
+    if len(data) < 10:
+        return False
+    header_len = int.from_bytes(data[:8], "little")
+    return 2 <= header_len <= len(data) - 8 and data[8:9] == b"{"
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"

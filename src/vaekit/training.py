@@ -24,6 +24,7 @@ from .models import build_model
 from .models.likelihoods import LIKELIHOODS
 
 TERMS = ("loss", "recon", "kl")
+DEFAULT_BATCH_SIZE = 128
 PROGRESS_EVERY = 25  # steps between progress-bar refreshes (each one is a device sync)
 
 
@@ -76,19 +77,22 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if likelihood == "bernoulli" and train.x.dtype != np.uint8 and (train.x.min() < 0 or train.x.max() > 1):
         raise DataError(f"{train.name}: values lie in [{train.x.min():.3g}, {train.x.max():.3g}], outside the "
                         "Bernoulli likelihood's [0, 1]; use --likelihood gaussian or rescale the data")
-    if cfg.train.batch_size < 1:
-        raise VaekitError(f"batch size must be at least 1, got {cfg.train.batch_size}")
-    if cfg.train.batch_size > len(train):
-        raise VaekitError(f"batch size {cfg.train.batch_size} is larger than the training split "
+    batch_size = cfg.train.batch_size
+    if batch_size is None:
+        batch_size = min(DEFAULT_BATCH_SIZE, len(train))
+    if batch_size < 1:
+        raise VaekitError(f"batch size must be at least 1, got {batch_size}")
+    if batch_size > len(train):
+        raise VaekitError(f"batch size {batch_size} is larger than the training split "
                           f"of {train.name} ({len(train)} items)")
     epochs = cfg.train.epochs
     if epochs is None:
-        steps_per_epoch = math.ceil(len(train) / cfg.train.batch_size)
+        steps_per_epoch = math.ceil(len(train) / batch_size)
         epochs = max(10, math.ceil(cfg.train.min_steps / steps_per_epoch))
     if epochs < 1:
         raise VaekitError(f"epochs must be at least 1, got {epochs}")
     return replace(cfg, model=replace(cfg.model, input_shape=train.item_shape, likelihood=likelihood),
-                   train=replace(cfg.train, epochs=epochs))
+                   train=replace(cfg.train, epochs=epochs, batch_size=batch_size))
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

@@ -1,0 +1,72 @@
+"""Latent-space computations for pictures and numbers. Pure tensor/array code: no files."""
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+import torch
+
+from .training import model_input
+
+
+@torch.no_grad()
+def posterior_means(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> np.ndarray:
+    """Means of q(z|x) for stored items x (N, ...): (N, L) float32."""
+    model.eval()
+    return torch.cat([model.encode(model_input(x[i:i + batch_size]))[0].float()
+                      for i in range(0, len(x), batch_size)]).cpu().numpy()
+
+
+@torch.no_grad()
+def kl_per_dim(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> np.ndarray:
+    """Mean KL(q(z_j|x) || N(0, 1)) of each latent dimension over x: (L,). Large = a used dimension."""
+    total = None
+    for i in range(0, len(x), batch_size):
+        mu, logvar = model.encode(model_input(x[i:i + batch_size]))
+        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).float().sum(0)  # (L,)
+        total = kl if total is None else total + kl
+    return (total / len(x)).cpu().numpy()
+
+
+def gaussian_quantiles(n: int, eps: float = 0.05) -> np.ndarray:
+    """n points at evenly spaced quantiles of N(0, 1), from ``eps`` to ``1 - eps`` (the Keras blog's grid)."""
+    return np.array([NormalDist().inv_cdf(p) for p in np.linspace(eps, 1 - eps, n)], np.float32)
+
+
+def manifold_codes(n: int, base: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
+    """n*n latent codes scanning dims (a, b) at Gaussian quantiles, the other coordinates at ``base``.
+
+    Row r (top to bottom) has decreasing z_b; column c has increasing z_a: (n*n, L).
+    """
+    q = gaussian_quantiles(n)
+    codes = np.tile(base.astype(np.float32), (n * n, 1))
+    a, b = dims
+    codes[:, a] = np.tile(q, n)
+    codes[:, b] = np.repeat(q[::-1], n)
+    return codes
+
+
+def interpolate(z0: np.ndarray, z1: np.ndarray, steps: int) -> np.ndarray:
+    """Linear path from z0 to z1 (both ends included): (steps, L)."""
+    t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    return (1 - t) * z0[None] + t * z1[None]
+
+
+def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Project (N, L) onto its first two principal axes: (projected (N, 2), mean (L,), axes (2, L))."""
+    mean = points.mean(0)
+    _, s, vt = np.linalg.svd(points - mean, full_matrices=False)
+    return (points - mean) @ vt[:2].T, mean, vt[:2]
+
+
+def explained_variance(points: np.ndarray) -> np.ndarray:
+    s = np.linalg.svd(points - points.mean(0), compute_uv=False) ** 2
+    return s / s.sum()
+
+
+def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray,
+                 k: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour classifier fitted on the training codes, scored on the test codes."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    return float(KNeighborsClassifier(n_neighbors=k).fit(train_z, train_y).score(test_z, test_y))

@@ -1,0 +1,237 @@
+"""Pictures and the HTML report of a run folder.
+
+``make_pictures`` loads a run once and writes every picture that fits its data (image grids for
+images; latent plot, curves and reconstruction error for tables), then ``write_report`` writes
+``report.html``, which links the pictures by relative path so the folder can be moved.
+"""
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import latent, plots, runs
+from .config import RunConfig
+from .data import Splits, load_splits
+from .errors import VaekitError
+from .runs import atomic_write
+from .training import as_tensor, evaluate_terms, model_input
+
+SUMMARY_FILE = "summary.json"
+REPORT_FILE = "report.html"
+CAPTIONS = {
+    "samples.png": "New items decoded from the prior z ~ N(0, I).",
+    "reconstructions.png": "Test originals (top) above their reconstructions from the posterior mean (bottom).",
+    "latent.png": "Posterior means of the test split.",
+    "manifold.png": "Decoded images on a grid of the latent plane at Gaussian quantiles.",
+    "interpolation.png": "Left and right: two test originals; between them, decoded points on the straight "
+                         "line between their latent codes.",
+    "curves.png": "Train and validation loss, reconstruction and KL per epoch.",
+    "recon_error.png": "Reconstruction error (nats) of each test item.",
+}
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    model: torch.nn.Module
+    cfg: RunConfig
+    splits: Splits
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def is_image(self) -> bool:
+        return len(self.cfg.model.input_shape) == 3
+
+    def tensor(self, split: str) -> torch.Tensor:
+        return as_tensor(getattr(self.splits, split), self.device)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    from .training import pick_device
+
+    model, cfg, _ = runs.load_model(run_dir, pick_device("auto"))
+    return LoadedRun(Path(run_dir), model, cfg, load_splits(cfg.data))
+
+
+def _decode(run: LoadedRun, codes: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return run.model.decode_mean(torch.from_numpy(codes).to(run.device)).float().cpu().numpy()
+
+
+def _require_images(run: LoadedRun, what: str) -> None:
+    if not run.is_image:
+        raise VaekitError(f"{run.run_dir}: {what} needs image data; this run was trained on vectors "
+                          f"of shape {tuple(run.cfg.model.input_shape)}")
+
+
+def plot_latent(run: LoadedRun, out: Path | None = None) -> dict:
+    """``latent.png``: test posterior means (PCA to 2-D when L > 2), coloured by label; kNN accuracy (k=5)."""
+    test_z = latent.posterior_means(run.model, run.tensor("test"))
+    if test_z.shape[1] == 1:
+        points, xlabel, ylabel = np.c_[test_z, np.zeros(len(test_z))], "z1", "(1-D latent)"
+    elif test_z.shape[1] == 2:
+        points, xlabel, ylabel = test_z, "z1", "z2"
+    else:
+        points, mean, axes = latent.pca_2d(test_z)
+        var = latent.explained_variance(test_z)
+        xlabel, ylabel = (f"PC{i + 1} of the {test_z.shape[1]}-D posterior means ({v:.0%} of variance)"
+                          for i, v in enumerate(var[:2]))
+    info: dict = {"latent_dim": int(test_z.shape[1])}
+    test_y = run.splits.test.y
+    title = f"{run.cfg.data.dataset}: test posterior means"
+    if test_y is not None and run.splits.train.y is not None:
+        train_z = latent.posterior_means(run.model, run.tensor("train"))
+        info["knn5_accuracy"] = latent.knn_accuracy(train_z, run.splits.train.y, test_z, test_y, k=5)
+        info["knn5_space"] = f"{test_z.shape[1]}-D posterior means"
+        title += f" (5-NN label accuracy {info['knn5_accuracy']:.3f})"
+    png = plots.scatter_png(points, test_y, run.splits.test.class_names, xlabel, ylabel, title)
+    atomic_write(out or run.run_dir / "latent.png", png)
+    return info
+
+
+def plot_manifold(run: LoadedRun, n: int = 20, out: Path | None = None) -> dict:
+    """``manifold.png``: an n x n grid of decoded codes at Gaussian quantiles of two latent dims.
+
+    For L > 2 the two dims with the largest mean KL (the most used) are scanned, the others held at
+    the mean of the test posterior means.
+    """
+    _require_images(run, "a manifold grid")
+    if n < 2:
+        raise VaekitError(f"manifold grid size must be at least 2, got {n}")
+    L = run.cfg.model.latent_dim
+    if L == 1:
+        raise VaekitError(f"{run.run_dir}: a manifold grid needs a latent dim of at least 2")
+    x = run.tensor("test")
+    if L == 2:
+        dims, base, how = (0, 1), np.zeros(2, np.float32), "z1 (columns) and z2 (rows)"
+    else:
+        kl = latent.kl_per_dim(run.model, x)
+        a, b = (int(d) for d in np.argsort(kl)[::-1][:2])
+        dims, base = (a, b), latent.posterior_means(run.model, x).mean(0)
+        how = (f"z{a + 1} (columns) and z{b + 1} (rows), the two most used dims (KL {kl[a]:.2f}, "
+               f"{kl[b]:.2f} nats); the other dims at the mean posterior mean")
+    images = _decode(run, latent.manifold_codes(n, base, dims))
+    plots.save_grid(out or run.run_dir / "manifold.png", images, n)
+    return {"manifold_dims": list(dims), "manifold_scan": how, "manifold_n": n}
+
+
+def plot_interpolation(run: LoadedRun, i: int = 0, j: int = 1, steps: int = 10, out: Path | None = None) -> dict:
+    """``interpolation.png``: test item i, ``steps`` decoded points from z_i to z_j, test item j."""
+    _require_images(run, "an interpolation")
+    n = len(run.splits.test)
+    for k in (i, j):
+        if not 0 <= k < n:
+            raise VaekitError(f"test item {k} does not exist; the test split has {n} items (0..{n - 1})")
+    if steps < 2:
+        raise VaekitError(f"interpolation needs at least 2 steps, got {steps}")
+    x = run.tensor("test")[[i, j]]
+    z = latent.posterior_means(run.model, x)
+    path = _decode(run, latent.interpolate(z[0], z[1], steps))
+    originals = model_input(x).float().cpu().numpy()
+    plots.save_grid(out or run.run_dir / "interpolation.png", np.concatenate([originals[:1], path, originals[1:]]),
+                    steps + 2)
+    return {"interpolation": [i, j, steps]}
+
+
+def plot_grids(run: LoadedRun) -> None:
+    """``samples.png`` (8x8 from the prior) and ``reconstructions.png`` (8 test originals above reconstructions)."""
+    gen = torch.Generator(device=run.device).manual_seed(0)
+    z = torch.randn(64, run.cfg.model.latent_dim, generator=gen, device=run.device)
+    with torch.no_grad():
+        plots.save_grid(run.run_dir / "samples.png", run.model.decode_mean(z).float().cpu().numpy(), 8)
+        x = model_input(run.tensor("test")[:8])
+        recon = run.model.decode_mean(run.model.encode(x)[0]).float().cpu().numpy()
+    plots.save_grid(run.run_dir / "reconstructions.png", np.concatenate([x.float().cpu().numpy(), recon]), len(x))
+
+
+@torch.no_grad()
+def plot_recon_error(run: LoadedRun) -> dict:
+    """``recon_error.png``: histogram of each test item's reconstruction error (for tabular runs)."""
+    x = model_input(run.tensor("test"))
+    mu, _ = run.model.encode(x)
+    err = -run.model.likelihood.log_prob(run.model.decode(mu).float(), x.flatten(1).float()).cpu().numpy()
+    atomic_write(run.run_dir / "recon_error.png",
+                 plots.histogram_png(err, f"{run.cfg.data.dataset}: test reconstruction error", "nats per item"))
+    return {"test_recon_error_median": float(np.median(err))}
+
+
+def make_pictures(run_dir: str | Path) -> dict:
+    """Write every picture that fits the run's data and return the numbers they produced."""
+    run = load_run(run_dir)
+    info: dict = {}
+    metrics = runs.read_metrics(run.run_dir)
+    if metrics:
+        atomic_write(run.run_dir / "curves.png", plots.curves_png(metrics))
+    if len(run.splits.test):
+        info.update(plot_latent(run))
+        if run.is_image:
+            plot_grids(run)
+            if run.cfg.model.latent_dim >= 2:
+                info.update(plot_manifold(run))
+            if len(run.splits.test) >= 2:
+                info.update(plot_interpolation(run, 0, 1))
+        else:
+            info.update(plot_recon_error(run))
+    _update_summary(run.run_dir, {"pictures": info})
+    return info
+
+
+def _update_summary(run_dir: Path, extra: dict) -> None:
+    path = run_dir / SUMMARY_FILE
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    runs.write_json(path, {**summary, **extra})
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """``report.html``: config, final metrics, timings and every picture in the folder (relative links)."""
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / runs.CONFIG_FILE).read_text())
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text()) if (run_dir / SUMMARY_FILE).exists() else {}
+    metrics = runs.read_metrics(run_dir)
+    esc = html.escape
+    rows = [("dataset", cfg["data"]["dataset"]), ("model", f"{cfg['model']['model']}, hidden "
+            f"{cfg['model']['hidden']}, latent {cfg['model']['latent_dim']}, {cfg['model']['likelihood']} likelihood")]
+    for key, value in (summary.get("test") or {}).items():
+        rows.append((f"test {key} (nats per item)", f"{value:.3f}"))
+    pictures = summary.get("pictures", {})
+    if "knn5_accuracy" in pictures:
+        rows.append(("5-NN label accuracy from the latent means", f"{pictures['knn5_accuracy']:.3f} "
+                     f"({pictures['knn5_space']}; fit on train, scored on test)"))
+    if "manifold_scan" in pictures:
+        rows.append(("manifold scans", pictures["manifold_scan"]))
+    for key, label in (("epochs", "epochs"), ("wall_seconds", "training wall time (s)"),
+                       ("mean_epoch_seconds", "mean epoch time (s)"), ("device", "device"), ("torch", "torch")):
+        if summary.get(key) is not None:
+            value = summary[key]
+            rows.append((label, f"{value:.3f}" if isinstance(value, float) else str(value)))
+    table = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
+    figures = "\n".join(
+        f'<figure><img src="{name}" alt="{esc(name)}"><figcaption><b>{esc(name)}</b>: {esc(caption)}'
+        f"</figcaption></figure>" for name, caption in CAPTIONS.items() if (run_dir / name).is_file())
+    head = ["epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "seconds"]
+    shown = metrics if len(metrics) <= 30 else metrics[:10] + metrics[-20:]
+    epoch_rows = "\n".join("<tr>" + "".join(
+        f"<td>{m[h]:.3f}</td>" if isinstance(m.get(h), float) else f"<td>{esc(str(m.get(h, '')))}</td>"
+        for h in head) + "</tr>" for m in shown)
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>vaekit run {esc(run_dir.name)}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} figure{{display:inline-block;margin:1em;vertical-align:top}}
+img{{max-width:100%;image-rendering:pixelated}} pre{{background:#f6f6f6;padding:1em}}</style></head>
+<body><h1>vaekit run <code>{esc(run_dir.name)}</code></h1>
+<h2>Summary</h2><table>{table}</table>
+<h2>Pictures</h2>{figures or "<p>No pictures (run with plots enabled, or <code>vaekit report RUN</code>).</p>"}
+<h2>Per epoch</h2><table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{epoch_rows}</table>
+<h2>Config</h2><pre>{esc(json.dumps(cfg, indent=2, sort_keys=True))}</pre>
+</body></html>
+"""
+    atomic_write(run_dir / REPORT_FILE, page.encode())
+    return run_dir / REPORT_FILE

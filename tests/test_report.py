@@ -1,0 +1,96 @@
+"""Pictures and the HTML report: files decode at the expected size, numbers back the pictures."""
+from __future__ import annotations
+
+import re
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vaekit
+from vaekit import latent
+from vaekit.cli import main
+from vaekit.plots import grid_size
+
+
+def _size(path):
+    with Image.open(path) as im:
+        im.load()
+        return im.size, im.mode
+
+
+def test_training_writes_every_picture_and_a_report(digits_run):
+    for name in ("samples.png", "reconstructions.png", "latent.png", "manifold.png", "interpolation.png",
+                 "curves.png", "report.html"):
+        assert (digits_run / name).is_file(), name
+    assert _size(digits_run / "manifold.png")[0] == grid_size(20, 20, 8, 8)
+    assert _size(digits_run / "interpolation.png")[0] == grid_size(1, 12, 8, 8)
+    assert _size(digits_run / "curves.png")[0][0] > 800
+
+
+def test_report_references_only_existing_files_and_every_picture(digits_run):
+    page = (digits_run / "report.html").read_text()
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert sources and all((digits_run / s).is_file() for s in sources)
+    assert all(not s.startswith("/") for s in sources)  # relative: the folder can be moved
+    assert set(sources) == {p.name for p in digits_run.glob("*.png")}
+    assert "test loss" in page and "5-NN label accuracy" in page
+
+
+def test_gaussian_quantile_grid():
+    q = latent.gaussian_quantiles(3)
+    assert q == pytest.approx([NormalDist().inv_cdf(0.05), 0.0, NormalDist().inv_cdf(0.95)], abs=1e-6)
+    codes = latent.manifold_codes(4, np.array([0.0, 7.0, 0.0]), dims=(2, 0))
+    grid = codes.reshape(4, 4, 3)
+    assert grid[0, :, 2] == pytest.approx(latent.gaussian_quantiles(4))  # columns scan z3 upwards
+    assert grid[:, 0, 0] == pytest.approx(latent.gaussian_quantiles(4)[::-1])  # rows scan z1 downwards
+    assert (grid[..., 1] == 7.0).all()  # the other dims stay at the base point
+
+
+def test_plot_commands_write_the_grid_asked_for(digits_run, tmp_path, capsys):
+    out = tmp_path / "m.png"
+    assert main(["plot", "manifold", str(digits_run), "--n", "5", "--out", str(out)]) == 0
+    assert _size(out)[0] == grid_size(5, 5, 8, 8)
+    out = tmp_path / "i.png"
+    assert main(["plot", "interpolate", str(digits_run), "--from", "3", "--to", "7", "--steps", "4",
+                 "--out", str(out)]) == 0
+    assert _size(out)[0] == grid_size(1, 6, 8, 8)
+    assert main(["plot", "interpolate", str(digits_run), "--from", "0", "--to", "100000"]) == 2
+    assert "test item 100000 does not exist" in capsys.readouterr().err
+
+
+def test_latent_2d_knn_accuracy_far_above_chance(tmp_path):
+    run = tmp_path / "run"  # ten digit classes: chance is 0.1
+    vaekit.train(dataset="digits", hidden=(256, 128), latent_dim=2, epochs=100, run_dir=run,
+                 progress=False, pictures=False)
+    info = vaekit.plot(run, "latent")
+    assert info["latent_dim"] == 2 and info["knn5_accuracy"] >= 0.7
+    assert _size(run / "latent.png")[1] in ("RGB", "RGBA")
+
+
+def test_tabular_run_gets_latent_curves_and_error_but_no_image_grids(tmp_path):
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(200, 2)) @ rng.normal(size=(2, 5))
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c,d,e,label\n" + "\n".join(",".join(f"{v:.4f}" for v in r) + f",{int(r[0] > 0)}"
+                                                   for r in values))
+    run = tmp_path / "run"
+    vaekit.train(dataset=f"csv:{path}", hidden=(16,), latent_dim=2, epochs=5, run_dir=run, progress=False)
+    names = {p.name for p in run.glob("*.png")}
+    assert names == {"latent.png", "curves.png", "recon_error.png"}
+    assert all((run / s).is_file() for s in re.findall(r'src="([^"]+)"', (run / "report.html").read_text()))
+
+
+def test_rgb_folder_pictures_are_colour(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(40):
+        colour = rng.integers(0, 256, 3)
+        Image.fromarray(np.full((12, 12, 3), colour, np.uint8)).save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    vaekit.train(dataset=f"folder:{folder}", hidden=(32,), latent_dim=2, epochs=3, run_dir=run, progress=False)
+    size, mode = _size(run / "samples.png")
+    assert mode == "RGB" and size == grid_size(8, 8, 12, 12)
+    assert _size(run / "manifold.png")[0] == grid_size(20, 20, 12, 12)
