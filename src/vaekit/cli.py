@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--optimizer", choices=["adam", "rmsprop"])
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
+    t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="bf16 autocast where the hardware has it (auto, the default) or plain fp32")
@@ -122,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             dataset=args.dataset, data_dir=args.data_dir, binarize=args.binarize, val_fraction=args.val_fraction,
             image_size=args.image_size, channels=args.channels, model=args.model, hidden=args.hidden,
             latent_dim=args.latent_dim, likelihood=args.likelihood, epochs=args.epochs,
-            batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device,
+            batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
             precision=args.precision)
     test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
     print(f"run folder: {result.run_dir}\ntest per sample: {test}")

@@ -52,6 +52,7 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
+    grad_clip: float | None = None  # clip the gradient's global norm to this value
     precision: str = "auto"  # "fp32", "bf16" (autocast; losses in fp32), or "auto": bf16 where the hardware has it
 
 

@@ -72,6 +72,12 @@ def prepare_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
     return path
 
 
+def remove_stale_temp_files(run_dir: Path) -> None:
+    """Delete temp files that a killed process left behind (``atomic_write`` names them ``.NAME.*.tmp``)."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 

@@ -143,26 +143,14 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
           progress: bool = True, splits: Splits | None = None) -> TrainResult:
     """Train the model a config describes and write its run folder.
 
-    With ``resume=True``, ``run_dir`` must hold a checkpoint; training continues from its epoch
-    up to ``cfg.train.epochs``.
+    With ``resume=True``, training continues in ``run_dir`` from its last checkpoint (from scratch if
+    it was stopped before the first one) up to ``cfg.train.epochs``.
     """
     splits = splits or load_splits(cfg.data)
     cfg = resolve_config(cfg, splits)
     run_dir = Path(run_dir or default_run_dir(cfg))
-    device = pick_device(cfg.train.device)
-    torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg.model).to(device)
-    optimizer = make_optimizer(cfg, model)
-    start_epoch, best = 0, None
-    if resume:
-        if not (run_dir / runs.CHECKPOINT_FILE).is_file():
-            raise runs.RunError(f"{run_dir}: no {runs.CHECKPOINT_FILE} to resume from")
-        start_epoch, best = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
-        runs.truncate_metrics(run_dir, start_epoch)
-    else:
-        runs.prepare_run_dir(run_dir, overwrite)
-    runs.write_json(run_dir / runs.CONFIG_FILE, cfg.to_dict())
-
+    model, optimizer, start_epoch, best = _prepare(cfg, run_dir, resume, overwrite)
+    device = next(model.parameters()).device
     x_train, x_val = as_tensor(splits.train, device), as_tensor(splits.val, device)
     steps_per_epoch = math.ceil(len(x_train) / cfg.train.batch_size)
     bar = tqdm(total=steps_per_epoch * cfg.train.epochs, initial=steps_per_epoch * start_epoch,
@@ -174,7 +162,11 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
             started = time.perf_counter()
-            train_terms = train_epoch(model, optimizer, x_train, cfg, epoch, bar)
+            try:
+                train_terms = train_epoch(model, optimizer, x_train, cfg, epoch, bar)
+            except TrainingDiverged as e:
+                raise TrainingDiverged(f"{e}; {run_dir} keeps the checkpoint of epoch {epoch - 1}. Try a lower "
+                                       f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
             val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize) \
                 if len(x_val) else {}
             record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
@@ -182,6 +174,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
                       "seconds": time.perf_counter() - started}
             if val_terms:
                 best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
+            # Order matters for crash safety: a kill between these lines loses at most this epoch.
             runs.append_metrics(run_dir, record)
             runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch,
                                  splits.standardizer, best)
@@ -196,6 +189,25 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir), test)
 
 
+def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool
+             ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float | None]:
+    """Model and optimiser, fresh or restored from the run's checkpoint; the run folder made ready."""
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg.model).to(device)
+    optimizer = make_optimizer(cfg, model)
+    start_epoch, best = 0, None
+    if resume:
+        runs.remove_stale_temp_files(run_dir)
+        if (run_dir / runs.CHECKPOINT_FILE).is_file():
+            start_epoch, best = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
+        runs.truncate_metrics(run_dir, start_epoch)  # stopped before the first checkpoint: start over
+    else:
+        runs.prepare_run_dir(run_dir, overwrite)
+    runs.write_json(run_dir / runs.CONFIG_FILE, cfg.to_dict())
+    return model, optimizer, start_epoch, best
+
+
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: RunConfig,
                 epoch: int, bar: tqdm) -> dict[str, float]:
     """One pass over ``x``; returns the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf."""
@@ -203,20 +215,22 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: tor
     sums = torch.zeros(len(TERMS), device=x.device)
     seen = shown = 0
     dtype = autocast_dtype(cfg, x.device)
+    clip = cfg.train.grad_clip
     for step, batch in enumerate(shuffled_batches(x, cfg.train.batch_size, cfg.train.seed * 100_003 + epoch), 1):
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             terms = model.loss(model_input(batch, cfg.data.binarize))
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
         sums += torch.stack([terms[k].detach().sum() for k in TERMS])
         seen += len(batch)
         if step % PROGRESS_EVERY == 0 or seen == len(x):
-            running = sums[0].item() / seen
+            running = sums[0].item() / seen  # a NaN or inf in any step so far shows up here
             if not math.isfinite(running):
-                raise TrainingDiverged(
-                    f"loss became {running} in epoch {epoch} by step {step}; the last good checkpoint "
-                    "(previous epoch) is kept. Try a lower --lr, or a smaller batch")
+                raise TrainingDiverged(f"training diverged: the loss became {running} in epoch {epoch}, "
+                                       f"between steps {shown + 1} and {step}")
             bar.set_postfix(epoch=epoch, loss=f"{running:.2f}", refresh=False)
             bar.update(step - shown)
             shown = step

@@ -181,7 +181,8 @@ def _check_array(x: np.ndarray, path: Path) -> np.ndarray:
     if x.ndim < 2 or len(x) == 0:
         raise DataError(f"{path}: expected an array of items (N, ...), got shape {x.shape}")
     if x.dtype != np.uint8:
-        x = x.astype(np.float32)
+        with np.errstate(over="ignore"):
+            x = x.astype(np.float32)  # out-of-range values become inf and are reported below
         if not np.isfinite(x).all():
             raise DataError(f"{path}: contains NaN or infinite values (first at flat index "
                             f"{int(np.flatnonzero(~np.isfinite(x))[0])})")

@@ -116,9 +116,11 @@ def read_csv(path: Path, label_column: str = "label") -> tuple[np.ndarray, np.nd
                 values[i - 2, j] = float(cell)
             except ValueError:
                 raise DataError(f"{path}: row {i}, column {header[j]!r} is not a number: {cell[:30]!r}") from None
-    if not np.isfinite(values).all():
-        i, j = np.argwhere(~np.isfinite(values))[0]
-        raise DataError(f"{path}: row {i + 2}, column {header[j]!r} is not finite ({values[i, j]})")
+    with np.errstate(over="ignore"):
+        finite = np.isfinite(values.astype(np.float32))  # float32 is what the model sees
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise DataError(f"{path}: row {i + 2}, column {header[j]!r} is not finite in float32 ({values[i, j]})")
     labels = None
     if label_column in header:
         j = header.index(label_column)
@@ -136,29 +138,31 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     try:
-        loaded = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:  # our handle, closed even when a corrupt file fails inside np.load
+            loaded = np.load(f, allow_pickle=False)
+            x, y = (loaded, None) if isinstance(loaded, np.ndarray) else _npz_arrays(path, loaded)
+    except DataError:
+        raise
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(f"{path}: holds pickled objects, which vaekit never loads") from None
-        raise DataError(f"{path}: not a valid NumPy file ({e})") from None
-    except Exception as e:  # zipfile.BadZipFile, EOFError, OSError from truncated files
-        raise DataError(f"{path}: not a valid NumPy file ({type(e).__name__}: {e})") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded, None
-    with loaded:
-        keys = list(loaded.keys())
+        raise DataError(f"{path}: not a valid NumPy file ({str(e).splitlines()[0][:100]})") from None
+    except Exception as e:  # zipfile.BadZipFile, EOFError, OSError, zlib.error from truncated files
+        raise DataError(f"{path}: not a valid NumPy file ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0][:100]})") from None
+    if y is not None and len(y) != len(x):
+        raise DataError(f"{path}: {len(x)} items but {len(y)} labels")
+    return x, y
+
+
+def _npz_arrays(path: Path, npz) -> tuple[np.ndarray, np.ndarray | None]:
+    with npz:
+        keys = list(npz.keys())
         xkey = next((k for k in ("x", "X", "images", "data") if k in keys), keys[0] if len(keys) == 1 else None)
         if xkey is None:
             raise DataError(f"{path}: npz has arrays {keys}; name the data array 'x' (and labels 'y')")
         ykey = next((k for k in ("y", "labels") if k in keys), None)
-        try:
-            x = loaded[xkey]
-            y = loaded[ykey] if ykey else None
-        except ValueError as e:
-            raise DataError(f"{path}: array cannot be read without pickle ({e})") from None
-    if y is not None and len(y) != len(x):
-        raise DataError(f"{path}: {len(x)} items but {len(y)} labels")
-    return x, y
+        return npz[xkey], (npz[ykey] if ykey else None)
 
 
 def read_image_folder(root: Path, image_size: tuple[int, int] | None, channels: int | None
@@ -180,6 +184,12 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None, channels: 
                 images.append(im.copy())
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise DataError(f"{p}: not a readable image ({e})") from None
+    sizes = {im.size for im in images}
+    if image_size is None and len(sizes) > 1:
+        (w0, h0), (w1, h1) = images[0].size, next(im.size for im in images if im.size != images[0].size)
+        other = files[[im.size for im in images].index((w1, h1))]
+        raise DataError(f"{root}: images differ in size ({files[0].name} is {h0}x{w0}, {other.name} is {h1}x{w1}); "
+                        "pass --image-size to resize them all to one size")
     if channels is None:
         channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "LA") for im in images) else 1
     if channels not in (1, 3):

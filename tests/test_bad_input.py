@@ -1,0 +1,229 @@
+"""The malformed-input corpus: every case exits 2 with one line naming the file and the problem, and
+leaves no partial output behind. Fixtures are generated here, from real data where it matters."""
+from __future__ import annotations
+
+import gzip
+import pickle
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.cli import main
+from vaekit.data import named
+
+OUT = "out"  # every case writes (or would write) only under tmp_path / OUT
+
+
+def _idx(array: np.ndarray) -> bytes:
+    return bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def _mnist_folder(tmp: Path, shared: Path, **replace: bytes) -> Path:
+    folder = tmp / "mnist"
+    folder.mkdir()
+    for f in (shared / "mnist").iterdir():
+        if f.name in replace:
+            (folder / f.name).write_bytes(replace[f.name])
+        else:
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
+def _train(data: str, *extra: str, data_dir: Path | None = None) -> list[str]:
+    args = ["train", "--dataset", data, "--run-dir", OUT + "/run", "--quiet", "--epochs", "1", *extra]
+    return args + (["--data-dir", str(data_dir)] if data_dir else [])
+
+
+def _npy(tmp: Path, name: str, array) -> Path:
+    np.save(tmp / name, array, allow_pickle=True)
+    return tmp / name
+
+
+def _csv(tmp: Path, text: str) -> str:
+    (tmp / "t.csv").write_text(text)
+    return f"csv:{tmp / 't.csv'}"
+
+
+def _images(tmp: Path, sizes, corrupt: bool = False) -> Path:
+    folder = tmp / "imgs"
+    folder.mkdir()
+    for i, size in enumerate(sizes):
+        Image.new("L", size, 128).save(folder / f"{i}.png")
+    if corrupt:
+        (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return folder
+
+
+def _amat(tmp: Path, lines: list[str]) -> Path:
+    folder = tmp / "bm"
+    folder.mkdir()
+    good = " ".join(["0"] * 784)
+    for split in ("train", "valid", "test"):
+        body = lines if split == "train" else [good] * 3
+        (folder / f"binarized_mnist_{split}.amat").write_text("\n".join(body) + "\n")
+    return folder
+
+
+class _Planted:
+    def __reduce__(self):
+        return (open, ("PLANTED", "w"))
+
+
+def _fake_run(tmp: Path, model_bytes: bytes | None = None, config: str | None = None) -> Path:
+    run = tmp / "fakerun"
+    run.mkdir()
+    if config is not None:
+        (run / "config.json").write_text(config)
+    if model_bytes is not None:
+        (run / "model.safetensors").write_bytes(model_bytes)
+    return run
+
+
+def _mismatched_model(tmp: Path, digits_run: Path) -> Path:
+    import json
+    from safetensors.torch import save_file
+    from vaekit import runs
+    tensors, meta = runs.read_safetensors(digits_run / "model.safetensors")
+    cfg = json.loads(meta["config"])
+    cfg["model"]["hidden"] = [32]
+    save_file(tensors, tmp / "m.safetensors", metadata={**meta, "config": json.dumps(cfg)})
+    return tmp / "m.safetensors"
+
+
+# (case id, builder(tmp, shared, digits_run) -> argv, expected text in the one-line message)
+CASES = [
+    ("idx-truncated-gz", lambda t, s, r: _train("mnist", data_dir=_mnist_folder(
+        t, s, **{"t10k-images-idx3-ubyte.gz": (s / "mnist/t10k-images-idx3-ubyte.gz").read_bytes()[:5000]})),
+     "t10k-images-idx3-ubyte.gz: corrupt or truncated gzip"),
+    ("idx-empty-gz", lambda t, s, r: _train("mnist", data_dir=_mnist_folder(
+        t, s, **{"train-labels-idx1-ubyte.gz": b""})), "train-labels-idx1-ubyte.gz: empty file"),
+    ("idx-wrong-magic", lambda t, s, r: _train("mnist", data_dir=_mnist_folder(
+        t, s, **{"train-images-idx3-ubyte.gz": gzip.compress(b"\x12\x34\x08\x03" + b"\x00" * 100)})),
+     "train-images-idx3-ubyte.gz: not an IDX file"),
+    ("idx-count-disagrees", lambda t, s, r: _train("mnist", data_dir=_mnist_folder(
+        t, s, **{"t10k-labels-idx1-ubyte.gz": gzip.compress(bytes([0, 0, 8, 1]) + struct.pack(">I", 10001)
+                                                             + b"\x00" * 10000)})),
+     "t10k-labels-idx1-ubyte.gz: header says (10001,)"),
+    ("idx-labels-images-differ", lambda t, s, r: _train("mnist", data_dir=_mnist_folder(
+        t, s, **{"t10k-labels-idx1-ubyte.gz": gzip.compress(_idx(np.zeros(9000, np.uint8)))})),
+     "9000 labels for 10000 images"),
+    ("idx-images-not-uint8", lambda t, s, r: _train("mnist", data_dir=_mnist_folder(
+        t, s, **{"t10k-images-idx3-ubyte.gz": gzip.compress(_idx(np.zeros((10000, 28), np.uint8)))})),
+     "expected uint8 images (N, H, W)"),
+    ("amat-row-length", lambda t, s, r: _train("binarized-mnist", data_dir=_amat(
+        t, [" ".join(["0"] * 784), " ".join(["1"] * 780)])), "line 2 has 780 values, expected 784"),
+    ("amat-not-binary", lambda t, s, r: _train("binarized-mnist", data_dir=_amat(
+        t, [" ".join(["0"] * 783 + ["2"])])), "binarized data must be 0 or 1"),
+    ("csv-text-cell", lambda t, s, r: _train(_csv(t, 'a,b\n1,2\n3,abc\n')),
+     "row 3, column 'b' is not a number"),
+    ("csv-missing-cell", lambda t, s, r: _train(_csv(t, 'a,b\n1,2\n3,\n')), "row 3, column 'b' is empty"),
+    ("csv-ragged-row", lambda t, s, r: _train(_csv(t, 'a,b\n1,2\n3\n')), "row 3 has 1 cells"),
+    ("csv-header-only", lambda t, s, r: _train(_csv(t, 'a,b\n')), "has a header but no rows"),
+    ("csv-no-header", lambda t, s, r: _train(_csv(t, '1,2\n3,4\n')), "needs a header row"),
+    ("csv-infinite", lambda t, s, r: _train(_csv(t, 'a,b\n1,2\n3,inf\n')), "is not finite"),
+    ("csv-empty", lambda t, s, r: _train(_csv(t, '')), "empty CSV"),
+    ("npy-nan", lambda t, s, r: _train(f"npy:{_npy(t, 'a.npy', np.full((20, 4), np.nan, np.float32))}"),
+     "a.npy: contains NaN or infinite values"),
+    ("npz-inf", lambda t, s, r: _train(f"npz:{_npz(t, x=np.full((20, 4), np.inf))}"), "contains NaN or infinite"),
+    ("npy-pickled-objects", lambda t, s, r: _train(f"npy:{_npy(t, 'o.npy', np.array([{'a': 1}] * 3))}"),
+     "o.npy: holds pickled objects"),
+    ("npz-ambiguous-keys", lambda t, s, r: _train(f"npz:{_npz(t, a=np.zeros((5, 3)), b=np.zeros((5, 3)))}"),
+     "name the data array 'x'"),
+    ("npy-1d", lambda t, s, r: _train(f"npy:{_npy(t, 'v.npy', np.zeros(10, np.float32))}"),
+     "expected an array of items (N, ...)"),
+    ("npy-strings", lambda t, s, r: _train(f"npy:{_npy(t, 's.npy', np.array([['a', 'b']] * 4))}"),
+     "is not numeric"),
+    ("npy-truncated", lambda t, s, r: _train(f"npy:{_truncated_npy(t)}"), "not a valid NumPy file"),
+    ("npz-labels-length", lambda t, s, r: _train(f"npz:{_npz(t, x=np.zeros((5, 3)), y=np.zeros(4, int))}"),
+     "5 items but 4 labels"),
+    ("folder-no-images", lambda t, s, r: _train(f"folder:{_empty_dir(t)}"), "no PNG or JPEG images"),
+    ("folder-corrupt-png", lambda t, s, r: _train(f"folder:{_images(t, [(8, 8)] * 3, corrupt=True)}"),
+     "broken.png: not a readable image"),
+    ("folder-mixed-sizes", lambda t, s, r: _train(f"folder:{_images(t, [(8, 8), (8, 8), (12, 10)])}"),
+     "images differ in size"),
+    ("folder-missing", lambda t, s, r: _train(f"folder:{t / 'nowhere'}"), "nowhere: no such folder"),
+    ("outside-bernoulli-support", lambda t, s, r: _train(
+        f"npy:{_npy(t, 'w.npy', np.linspace(-1, 2, 80, dtype=np.float32).reshape(20, 4))}", "--likelihood",
+        "bernoulli"), "outside the Bernoulli likelihood's [0, 1]"),
+    ("latent-dim-0", lambda t, s, r: _train("digits", "--latent-dim", "0"), "latent dim must be at least 1"),
+    ("hidden-0", lambda t, s, r: _train("digits", "--hidden", "0"), "hidden sizes must be positive"),
+    ("batch-larger-than-data", lambda t, s, r: _train("digits", "--batch-size", "5000"),
+     "batch size 5000 is larger than the training split"),
+    ("epochs-0", lambda t, s, r: _train("digits", "--epochs", "0"), "epochs must be at least 1"),
+    ("val-fraction-1", lambda t, s, r: _train("digits", "--val-fraction", "1.0"), "val_fraction must be in [0, 1)"),
+    ("unknown-spec", lambda t, s, r: _train("kmnist"), "unknown data spec 'kmnist'"),
+    ("spec-without-path", lambda t, s, r: _train("csv:"), "give a path after 'csv:'"),
+    ("download-unreachable", lambda t, s, r: _train("fashion-mnist"), "download failed from every mirror"),
+    ("run-missing", lambda t, s, r: ["evaluate", str(t / "norun")], "norun: no such run folder"),
+    ("run-without-model", lambda t, s, r: ["evaluate", str(_fake_run(t, config="{}"))],
+     "not a run folder with a model"),
+    ("run-bad-config-json", lambda t, s, r: ["train", "--resume", str(_fake_run(t, config="{oops"))],
+     "config.json: not valid JSON"),
+    ("model-config-mismatch", lambda t, s, r: ["evaluate", str(_mismatched_model(t, r))],
+     "weights do not match its config"),
+    ("pickle-as-safetensors", lambda t, s, r: ["evaluate", str(_fake_run(t, pickle.dumps(_Planted()), "{}"))],
+     "never unpickles"),
+    ("pt-file-as-model", lambda t, s, r: ["sample", str(_torch_pickle(t)), "--out", OUT + "/s.png"],
+     "model.pt: is a pickle / torch.save file"),
+    ("truncated-safetensors", lambda t, s, r: ["evaluate", str(_truncated_model(t, r))], "m.safetensors: not a"),
+    ("sample-zero", lambda t, s, r: ["sample", str(r), "-n", "0", "--out", OUT + "/s.png"],
+     "number of samples must be at least 1"),
+    ("sample-bad-suffix", lambda t, s, r: ["sample", str(r), "--out", OUT + "/s.jpg"], "must end in .png or .npz"),
+    ("input-shape-mismatch", lambda t, s, r: ["evaluate", str(r), "--data",
+                                              f"npy:{_npy(t, 'big.npy', np.zeros((4, 28, 28), np.float32))}"],
+     "the model expects (1, 8, 8)"),
+]
+
+
+def _npz(tmp: Path, **arrays) -> Path:
+    np.savez(tmp / "a.npz", **arrays)
+    return tmp / "a.npz"
+
+
+def _truncated_npy(tmp: Path) -> Path:
+    np.save(tmp / "t.npy", np.zeros((100, 10), np.float32))
+    (tmp / "t.npy").write_bytes((tmp / "t.npy").read_bytes()[:200])
+    return tmp / "t.npy"
+
+
+def _empty_dir(tmp: Path) -> Path:
+    (tmp / "empty").mkdir()
+    (tmp / "empty" / "notes.txt").write_text("no images here")
+    return tmp / "empty"
+
+
+def _torch_pickle(tmp: Path) -> Path:
+    import torch
+    torch.save({"weights": _Planted()}, tmp / "model.pt")
+    return tmp / "model.pt"
+
+
+def _truncated_model(tmp: Path, digits_run: Path) -> Path:
+    data = (digits_run / "model.safetensors").read_bytes()
+    (tmp / "m.safetensors").write_bytes(data[: len(data) // 2])
+    return tmp / "m.safetensors"
+
+
+@pytest.mark.parametrize("case, build, expected", CASES, ids=[c[0] for c in CASES])
+def test_malformed_input(case, build, expected, tmp_path, shared_data, digits_run, monkeypatch, capsys):
+    from dataclasses import replace
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VAEKIT_MIRROR", "http://127.0.0.1:9")  # nothing listens; never the internet
+    monkeypatch.setattr(named, "NAMED", {k: replace(v, mirrors=()) for k, v in named.NAMED.items()})
+    argv = build(tmp_path, shared_data, digits_run)
+    (tmp_path / OUT).mkdir()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("vaekit: error: ") and expected in err, err
+    assert "Traceback" not in err
+    assert not any((tmp_path / OUT).iterdir()), "partial output left behind"
+    assert not (tmp_path / "PLANTED").exists(), "a pickle ran code"
+
+
+def test_corpus_size():
+    assert len(CASES) >= 30
