@@ -18,9 +18,12 @@ def test_shapes_and_named_terms(name, hidden):
     model = build_model(ModelConfig(model=name, input_shape=(1, 8, 8), hidden=hidden, latent_dim=3,
                                     likelihood="bernoulli"))
     x = torch.rand(5, 1, 8, 8)
-    mu, logvar = model.encode(x)
-    assert mu.shape == logvar.shape == (5, 3)
-    assert model.decode_mean(mu).shape == (5, 1, 8, 8)
+    z = model.embed(x)
+    assert z.shape == (5, 3)
+    assert model.decode_mean(z).shape == model.reconstruct(x).shape == (5, 1, 8, 8)
+    if name == "vae":
+        mu, logvar = model.encode(x)
+        assert mu.shape == logvar.shape == (5, 3) and torch.equal(mu, z)
     terms = model.loss(x)
     assert set(terms) == {"loss", "recon", "kl"} and all(t.shape == (5,) for t in terms.values())
     assert torch.allclose(terms["loss"], terms["recon"] + terms["kl"])

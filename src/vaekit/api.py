@@ -111,15 +111,18 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
 
 @torch.no_grad()
 def sample(run: str | Path, n: int = 64, *, seed: int = 0) -> np.ndarray:
-    """``n`` new items decoded from the prior z ~ N(0, I): (n, *item_shape), the likelihood's mean."""
+    """``n`` new items decoded from the prior (a VAE's N(0, I); an AE's Gaussian fitted to its training
+    codes): (n, *item_shape), the likelihood's mean. Reproducible for a given ``seed``."""
     if n < 1:
         raise VaekitError(f"number of samples must be at least 1, got {n}")
+    from .latent import prior_codes
+
     model, cfg = load(run)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    out = [model.decode_mean(torch.randn(min(4096, n - i), cfg.model.latent_dim, generator=gen, device=device))
-           for i in range(0, n, 4096)]
-    return torch.cat(out).cpu().numpy()
+    train_x = as_tensor(load_splits(cfg.data).train, device) if cfg.model.model == "ae" else None
+    z = prior_codes(model, n, gen, train_x)
+    return torch.cat([model.decode_mean(z[i:i + 4096]) for i in range(0, n, 4096)]).float().cpu().numpy()
 
 
 @torch.no_grad()
@@ -128,8 +131,60 @@ def reconstruct(run: str | Path, n: int = 8, data: str | None = None) -> tuple[n
     model, cfg = load(run)
     items = input_data(run, data)
     x = model_input(as_tensor(items, next(model.parameters()).device)[:n])
-    mu, _ = model.encode(x)
-    return x.cpu().numpy(), model.decode_mean(mu).cpu().numpy()
+    return x.cpu().numpy(), model.reconstruct(x).cpu().numpy()
+
+
+@torch.no_grad()
+def encode(run: str | Path, data: str | None = None, *, batch_size: int = 2000) -> np.ndarray:
+    """Codes of the items: posterior means for a VAE, the code for an AE: (N, L) float32."""
+    from .latent import posterior_means
+
+    model, _ = load(run)
+    x = as_tensor(input_data(run, data), next(model.parameters()).device)
+    return posterior_means(model, x, batch_size)
+
+
+@torch.no_grad()
+def decode(run: str | Path, codes: np.ndarray) -> np.ndarray:
+    """Items decoded from codes (N, L): (N, *item_shape), the likelihood's mean."""
+    model, cfg = load(run)
+    codes = np.asarray(codes)
+    if codes.ndim != 2 or codes.shape[1] != cfg.model.latent_dim:
+        raise VaekitError(f"codes must have shape (N, {cfg.model.latent_dim}), got {codes.shape}")
+    if not np.isfinite(codes).all():
+        raise VaekitError("codes contain NaN or infinite values")
+    z = torch.from_numpy(codes.astype(np.float32)).to(next(model.parameters()).device)
+    return torch.cat([model.decode_mean(z[i:i + 4096]) for i in range(0, len(z), 4096)]).float().cpu().numpy()
+
+
+@torch.no_grad()
+def denoise(run: str | Path, data: str | None = None, *, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, denoised): each item reconstructed from its code, (N, *item_shape) in the data's scale."""
+    model, _ = load(run)
+    x = model_input(as_tensor(input_data(run, data), next(model.parameters()).device))
+    out = torch.cat([model.reconstruct(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return x.cpu().numpy(), out.float().cpu().numpy()
+
+
+def anomalies(run: str | Path, data: str | None = None, *, score: str = "recon", contamination: float = 0.01,
+              samples: int = 0, seed: int = 0, normal_class: int | None = None):
+    """Score items (higher = more anomalous), flag those above the training scores' (1 - contamination)
+    quantile, and with labels and a normal class give AUROC and average precision.
+
+    Returns ``(anomaly.Detection, ArrayData)``. ``normal_class`` defaults to the run's ``--normal-class``;
+    items of any other class count as true anomalies.
+    """
+    from .anomaly import detect, score_items, threshold_at
+
+    model, cfg = load(run)
+    device = next(model.parameters()).device
+    splits = load_splits(cfg.data)
+    items, train = (splits.test if data is None else input_data(run, data)), splits.train
+    train_scores = score_items(model, as_tensor(train, device), score, samples, seed)
+    scores = score_items(model, as_tensor(items, device), score, samples, seed)
+    normal = cfg.data.normal_class if normal_class is None else normal_class
+    truth = (items.y != normal) if (items.y is not None and normal is not None) else None
+    return detect(scores, threshold_at(train_scores, contamination), truth), items
 
 
 def report(run: str | Path, pictures: bool = True) -> Path:

@@ -6,15 +6,21 @@ line and exit with code 2 (``--debug`` shows the traceback instead).
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from . import api
 from .config import PRESETS
 from .errors import VaekitError
+from .models import MODELS
 
 EXIT_USAGE = 2
 
@@ -47,10 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                                       "folder:PATH, npy:PATH, npz:PATH, csv:PATH")
     t.add_argument("--data-dir", help="folder with the dataset files (then $VAEKIT_DATA, then the cache)")
     t.add_argument("--binarize", choices=["none", "dynamic"])
+    t.add_argument("--noise", help="train a denoiser: gaussian:SIGMA, masking:P or salt-pepper:P")
+    t.add_argument("--normal-class", type=int, help="train on this class only (anomaly detection)")
     t.add_argument("--val-fraction", type=float)
     t.add_argument("--image-size", type=_size, help="folder data: resize images to N or HxW")
     t.add_argument("--channels", type=int, choices=[1, 3], help="folder data: 1 (grayscale) or 3 (RGB)")
-    t.add_argument("--model", choices=["vae"])
+    t.add_argument("--model", choices=sorted(MODELS), help="vae (default) or ae (plain autoencoder)")
     t.add_argument("--hidden", type=_int_tuple, help="hidden widths, e.g. 400 or 512,256")
     t.add_argument("--latent-dim", type=int)
     t.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian"])
@@ -81,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     s.add_argument("-n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, help="PNG grid (.png) or arrays (.npz)")
+    s.add_argument("--out", required=True, help="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)")
     s.add_argument("--overwrite", action="store_true")
     s.set_defaults(func=cmd_sample)
 
@@ -92,6 +100,41 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="PNG grid (.png) or arrays (.npz)")
     r.add_argument("--overwrite", action="store_true")
     r.set_defaults(func=cmd_reconstruct)
+
+    en = sub.add_parser("encode", help="codes of items (posterior means): compression, dimension reduction")
+    en.add_argument("run")
+    en.add_argument("--input", help="data spec (default: the run's test split)")
+    en.add_argument("--out", required=True, help="codes as .npy (or .npz with labels)")
+    en.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    en.add_argument("--overwrite", action="store_true")
+    en.set_defaults(func=cmd_encode)
+
+    de = sub.add_parser("decode", help="items decoded from codes")
+    de.add_argument("run")
+    de.add_argument("--input", required=True, help="codes .npy (N, L) or .npz with 'codes'")
+    de.add_argument("--out", required=True, help=".npz, a .png grid, or a folder of PNGs (DIR/)")
+    de.add_argument("--overwrite", action="store_true")
+    de.set_defaults(func=cmd_decode)
+
+    dn = sub.add_parser("denoise", help="clean noisy items with a (denoising) model")
+    dn.add_argument("run")
+    dn.add_argument("--input", required=True, help="data spec: npz:PATH, folder:PATH, ...")
+    dn.add_argument("--out", required=True, help=".npz, a .png grid, or a folder of PNGs (DIR/)")
+    dn.add_argument("--overwrite", action="store_true")
+    dn.set_defaults(func=cmd_denoise)
+
+    an = sub.add_parser("anomalies", help="anomaly scores, threshold and flags (AUROC with labels)")
+    an.add_argument("run")
+    an.add_argument("--input", help="data spec (default: the run's test split)")
+    an.add_argument("--score", choices=["recon", "elbo"], default="recon")
+    an.add_argument("--samples", type=int, default=0, help="Monte Carlo draws of z for --score elbo (0: at the mean)")
+    an.add_argument("--contamination", type=float, default=0.01,
+                    help="share of the training data above the threshold (default 0.01)")
+    an.add_argument("--normal-class", type=int, help="items of other classes are true anomalies (for AUROC)")
+    an.add_argument("--out", required=True, help="scores .csv")
+    an.add_argument("--plot", help="picture (default: anomalies.png beside --out)")
+    an.add_argument("--overwrite", action="store_true")
+    an.set_defaults(func=cmd_anomalies)
 
     p = sub.add_parser("plot", help="one picture of a run: latent, manifold, interpolate")
     kinds = p.add_subparsers(dest="kind", required=True)
@@ -121,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = api.train(
             args.preset, run_dir=args.run_dir, overwrite=args.overwrite, **common,
             dataset=args.dataset, data_dir=args.data_dir, binarize=args.binarize, val_fraction=args.val_fraction,
-            image_size=args.image_size, channels=args.channels, model=args.model, hidden=args.hidden,
+            image_size=args.image_size, channels=args.channels, noise=args.noise, normal_class=args.normal_class, model=args.model, hidden=args.hidden,
             latent_dim=args.latent_dim, likelihood=args.likelihood, epochs=args.epochs,
             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
             precision=args.precision)
@@ -140,11 +183,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_out(path: str, overwrite: bool, suffixes: tuple[str, ...]) -> Path:
+def _check_out(path: str, overwrite: bool, suffixes: tuple[str, ...], folder: bool = False) -> Path:
+    """Validate an output path before any work: suffix, parent folder, no clobbering without --overwrite."""
     out = Path(path)
-    if out.suffix.lower() not in suffixes:
-        raise VaekitError(f"{out}: output must end in {' or '.join(suffixes)}")
-    if out.exists() and not overwrite:
+    is_folder = folder and (path.endswith(("/", "\\")) or out.suffix == "")
+    if not is_folder and out.suffix.lower() not in suffixes:
+        kinds = " or ".join(suffixes) + (" or a folder (DIR/)" if folder else "")
+        raise VaekitError(f"{out}: output must end in {kinds}")
+    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
         raise VaekitError(f"{out}: already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise VaekitError(f"{out}: folder {out.parent} does not exist")
@@ -152,22 +198,37 @@ def _check_out(path: str, overwrite: bool, suffixes: tuple[str, ...]) -> Path:
 
 
 def _write_items(out: Path, arrays: dict[str, np.ndarray], grid: np.ndarray, n_cols: int) -> None:
-    from .plots import png_bytes, image_grid
+    """Write items as .npz arrays, one .png grid, or a folder of PNGs (one per item), all atomically."""
+    from .plots import image_grid, png_bytes
     from .runs import atomic_write
-    import io
 
     if out.suffix.lower() == ".npz":
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
         atomic_write(out, buf.getvalue())
-    else:
-        if grid.ndim != 4:
-            raise VaekitError(f"{out}: the model's items are not images; write .npz instead")
+        return
+    if grid.ndim != 4:
+        raise VaekitError(f"{out}: the model's items are not images; write .npz instead")
+    if out.suffix.lower() == ".png":
         atomic_write(out, png_bytes(image_grid(grid, n_cols)))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        width = len(str(len(grid) - 1))
+        for i, item in enumerate(grid):
+            pixels = (np.clip(item, 0, 1) * 255 + 0.5).astype(np.uint8)
+            Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)).save(
+                tmp / f"{i:0{width}d}.png")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    out = _check_out(args.out, args.overwrite, (".png", ".npz"))
+    out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
     x = api.sample(args.run, args.n, seed=args.seed)
     _write_items(out, {"x": x}, x, int(np.ceil(np.sqrt(len(x)))))
     print(f"wrote {len(x)} samples to {out}")
@@ -180,6 +241,72 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     _write_items(out, {"x": originals, "reconstruction": recons},
                  np.concatenate([originals, recons]), len(originals))
     print(f"wrote {len(originals)} originals and reconstructions to {out}")
+    return 0
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    out = _check_out(args.out, args.overwrite, (".npy", ".npz"))
+    from .runs import atomic_write
+
+    items = api.input_data(args.run, args.input)
+    codes = api.encode(args.run, args.input).astype(args.dtype)
+    buf = io.BytesIO()
+    if out.suffix == ".npz":
+        np.savez(buf, codes=codes, **({"y": items.y} if items.y is not None else {}))
+    else:
+        np.save(buf, codes)
+    atomic_write(out, buf.getvalue())
+    raw = items.x[0].nbytes
+    per_item = codes.shape[1] * codes.itemsize
+    print(f"wrote {codes.shape[0]} codes of {codes.shape[1]} {args.dtype} to {out}: {per_item} bytes per item "
+          f"against {raw} bytes raw ({items.x.dtype}), {raw / per_item:.1f}x smaller")
+    return 0
+
+
+def _read_codes(path: str) -> np.ndarray:
+    from .data.formats import read_array_file
+
+    return read_array_file(Path(path))[0]
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
+    x = api.decode(args.run, _read_codes(args.input))
+    _write_items(out, {"x": x}, x, int(np.ceil(np.sqrt(len(x)))))
+    print(f"wrote {len(x)} decoded items to {out}")
+    return 0
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
+    noisy, clean = api.denoise(args.run, args.input)
+    _write_items(out, {"x": clean, "input": noisy}, clean, int(np.ceil(np.sqrt(len(clean)))))
+    print(f"wrote {len(clean)} denoised items to {out}")
+    return 0
+
+
+def cmd_anomalies(args: argparse.Namespace) -> int:
+    out = _check_out(args.out, args.overwrite, (".csv",))
+    plot = _check_out(args.plot or str(out.with_name("anomalies.png")), args.overwrite, (".png",))
+    from .plots import anomalies_png
+    from .runs import atomic_write
+
+    found, items = api.anomalies(args.run, args.input, score=args.score, contamination=args.contamination,
+                                 samples=args.samples, normal_class=args.normal_class)
+    lines = ["index,score,anomaly" + (",label" if items.y is not None else "")]
+    for i, (score, flag) in enumerate(zip(found.scores, found.flags)):
+        lines.append(f"{i},{score:.6g},{int(flag)}" + (f",{items.y[i]}" if items.y is not None else ""))
+    atomic_write(out, ("\n".join(lines) + "\n").encode())
+    order = np.argsort(found.scores)
+    images = items.as_float() if items.is_image else None
+    most = images[order[::-1][:8]] if images is not None else None
+    least = images[order[:8]] if images is not None else None
+    title = f"{items.name}: {args.score} scores, {int(found.flags.sum())} of {len(found.scores)} flagged"
+    if found.auroc is not None:
+        title += f"; AUROC {found.auroc:.4f}, AP {found.average_precision:.4f}"
+    atomic_write(plot, anomalies_png(most, least, found.scores, found.threshold, found.is_anomaly, title))
+    print(f"wrote {out} and {plot}: {title}; threshold {found.threshold:.4g} "
+          f"(training scores' {1 - args.contamination:.3g} quantile)")
     return 0
 
 

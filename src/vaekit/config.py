@@ -24,6 +24,8 @@ class DataConfig:
     val_fraction: float = 0.1  # of the training split, for sources without an official validation split
     image_size: tuple[int, int] | None = None  # folder:PATH only: resize to (H, W); default: first image's size
     channels: int | None = None  # folder:PATH only: 1 (grayscale) or 3 (RGB); default: RGB if any image is colour
+    noise: str | None = None  # train a denoiser: gaussian:SIGMA, masking:P or salt-pepper:P corrupts the input
+    normal_class: int | None = None  # keep only this class in the training and validation splits
 
 
 @dataclass(frozen=True)

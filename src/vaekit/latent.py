@@ -11,9 +11,9 @@ from .training import model_input
 
 @torch.no_grad()
 def posterior_means(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> np.ndarray:
-    """Means of q(z|x) for stored items x (N, ...): (N, L) float32."""
+    """Posterior means of q(z|x) (for an AE: the codes) for stored items x (N, ...): (N, L) float32."""
     model.eval()
-    return torch.cat([model.encode(model_input(x[i:i + batch_size]))[0].float()
+    return torch.cat([model.embed(model_input(x[i:i + batch_size])).float()
                       for i in range(0, len(x), batch_size)]).cpu().numpy()
 
 
@@ -33,16 +33,18 @@ def gaussian_quantiles(n: int, eps: float = 0.05) -> np.ndarray:
     return np.array([NormalDist().inv_cdf(p) for p in np.linspace(eps, 1 - eps, n)], np.float32)
 
 
-def manifold_codes(n: int, base: np.ndarray, dims: tuple[int, int]) -> np.ndarray:
+def manifold_codes(n: int, base: np.ndarray, dims: tuple[int, int],
+                   scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """n*n latent codes scanning dims (a, b) at Gaussian quantiles, the other coordinates at ``base``.
 
+    Coordinate = base + scale * quantile (scale 1 for a VAE's N(0, I) prior; an AE's code spread).
     Row r (top to bottom) has decreasing z_b; column c has increasing z_a: (n*n, L).
     """
     q = gaussian_quantiles(n)
     codes = np.tile(base.astype(np.float32), (n * n, 1))
     a, b = dims
-    codes[:, a] = np.tile(q, n)
-    codes[:, b] = np.repeat(q[::-1], n)
+    codes[:, a] = base[a] + scale[0] * np.tile(q, n)
+    codes[:, b] = base[b] + scale[1] * np.repeat(q[::-1], n)
     return codes
 
 
@@ -70,3 +72,23 @@ def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, t
     from sklearn.neighbors import KNeighborsClassifier
 
     return float(KNeighborsClassifier(n_neighbors=k).fit(train_z, train_y).score(test_z, test_y))
+
+
+@torch.no_grad()
+def prior_codes(model: torch.nn.Module, n: int, generator: torch.Generator,
+                train_x: torch.Tensor | None = None) -> torch.Tensor:
+    """n codes to decode into new items: (n, L) on the model's device.
+
+    A VAE samples its prior N(0, I). A plain AE has no prior, so a Gaussian is fitted to the codes of
+    the training items ``train_x`` and sampled (ex-post density estimation, Ghosh et al. 2020, sec. 4).
+    """
+    device = next(model.parameters()).device
+    L = model.cfg.latent_dim
+    eps = torch.randn(n, L, generator=generator, device=device)
+    if model.cfg.model != "ae":
+        return eps
+    codes = torch.from_numpy(posterior_means(model, train_x)).double()  # (N, L)
+    mean = codes.mean(0)
+    cov = torch.cov(codes.T).reshape(L, L) + 1e-6 * torch.eye(L, dtype=torch.float64)
+    chol = torch.linalg.cholesky(cov)
+    return (mean + eps.double().cpu() @ chol.T).float().to(device)

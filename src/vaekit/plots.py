@@ -119,3 +119,30 @@ def histogram_png(values: np.ndarray, title: str, xlabel: str) -> bytes:
     ax.set_xlabel(xlabel)
     ax.set_ylabel("items")
     return _figure_png(fig)
+
+
+def anomalies_png(most: np.ndarray | None, least: np.ndarray | None, scores: np.ndarray, threshold: float,
+                  is_anomaly: np.ndarray | None, title: str) -> bytes:
+    """The most and least anomalous items (images, when given) above a histogram of all scores."""
+    plt = _plt()
+    rows = 2 if most is not None else 0
+    fig = plt.figure(figsize=(9, 4 + 1.3 * rows))
+    grid = fig.add_gridspec(rows + 1, 1, height_ratios=[1] * rows + [2.2])
+    for r, (images, label) in enumerate(((most, "most anomalous"), (least, "least anomalous"))[:rows]):
+        ax = fig.add_subplot(grid[r])
+        ax.imshow(np.asarray(image_grid(images, len(images))), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(label, fontsize=10)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[rows])
+    bins = np.histogram_bin_edges(scores, bins=60)
+    if is_anomaly is None:
+        ax.hist(scores, bins=bins, color="tab:blue", alpha=0.8, label="items")
+    else:
+        ax.hist(scores[~is_anomaly], bins=bins, color="tab:blue", alpha=0.6, label="normal (by label)")
+        ax.hist(scores[is_anomaly], bins=bins, color="tab:red", alpha=0.6, label="anomalous (by label)")
+    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+    ax.set_xlabel("anomaly score (higher = more anomalous)")
+    ax.set_ylabel("items")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return _figure_png(fig)

@@ -24,12 +24,13 @@ from .training import as_tensor, evaluate_terms, model_input
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"
 CAPTIONS = {
-    "samples.png": "New items decoded from the prior z ~ N(0, I).",
+    "samples.png": "New items decoded from the prior z ~ N(0, I) (for a plain AE: a Gaussian fitted to its codes).",
     "reconstructions.png": "Test originals (top) above their reconstructions from the posterior mean (bottom).",
     "latent.png": "Posterior means of the test split.",
     "manifold.png": "Decoded images on a grid of the latent plane at Gaussian quantiles.",
     "interpolation.png": "Left and right: two test originals; between them, decoded points on the straight "
                          "line between their latent codes.",
+    "denoising.png": "Corrupted test inputs (top), the model's output (middle), the clean originals (bottom).",
     "curves.png": "Train and validation loss, reconstruction and KL per epoch.",
     "recon_error.png": "Reconstruction error (nats) of each test item.",
 }
@@ -110,15 +111,20 @@ def plot_manifold(run: LoadedRun, n: int = 20, out: Path | None = None) -> dict:
     if L == 1:
         raise VaekitError(f"{run.run_dir}: a manifold grid needs a latent dim of at least 2")
     x = run.tensor("test")
-    if L == 2:
-        dims, base, how = (0, 1), np.zeros(2, np.float32), "z1 (columns) and z2 (rows)"
+    codes = latent.posterior_means(run.model, x)
+    if run.cfg.model.model == "ae":  # no prior: scan each dim over its own spread of codes
+        use, what = codes.var(0), "variance"
+        base, spread = codes.mean(0), codes.std(0)
     else:
-        kl = latent.kl_per_dim(run.model, x)
-        a, b = (int(d) for d in np.argsort(kl)[::-1][:2])
-        dims, base = (a, b), latent.posterior_means(run.model, x).mean(0)
-        how = (f"z{a + 1} (columns) and z{b + 1} (rows), the two most used dims (KL {kl[a]:.2f}, "
-               f"{kl[b]:.2f} nats); the other dims at the mean posterior mean")
-    images = _decode(run, latent.manifold_codes(n, base, dims))
+        use, what = (latent.kl_per_dim(run.model, x) if L > 2 else np.ones(2)), "KL"
+        base, spread = (codes.mean(0) if L > 2 else np.zeros(2, np.float32)), np.ones(L, np.float32)
+    a, b = (0, 1) if L == 2 else (int(d) for d in np.argsort(use)[::-1][:2])
+    dims = (a, b)
+    how = f"z{a + 1} (columns) and z{b + 1} (rows)"
+    if L > 2:
+        how += (f", the two most used dims ({what} {use[a]:.2f}, {use[b]:.2f}); the other dims at the mean "
+                "posterior mean")
+    images = _decode(run, latent.manifold_codes(n, base, dims, (float(spread[a]), float(spread[b]))))
     plots.save_grid(out or run.run_dir / "manifold.png", images, n)
     return {"manifold_dims": list(dims), "manifold_scan": how, "manifold_n": n}
 
@@ -144,20 +150,32 @@ def plot_interpolation(run: LoadedRun, i: int = 0, j: int = 1, steps: int = 10, 
 def plot_grids(run: LoadedRun) -> None:
     """``samples.png`` (8x8 from the prior) and ``reconstructions.png`` (8 test originals above reconstructions)."""
     gen = torch.Generator(device=run.device).manual_seed(0)
-    z = torch.randn(64, run.cfg.model.latent_dim, generator=gen, device=run.device)
+    z = latent.prior_codes(run.model, 64, gen, run.tensor("train") if run.cfg.model.model == "ae" else None)
     with torch.no_grad():
         plots.save_grid(run.run_dir / "samples.png", run.model.decode_mean(z).float().cpu().numpy(), 8)
         x = model_input(run.tensor("test")[:8])
-        recon = run.model.decode_mean(run.model.encode(x)[0]).float().cpu().numpy()
+        recon = run.model.reconstruct(x).float().cpu().numpy()
     plots.save_grid(run.run_dir / "reconstructions.png", np.concatenate([x.float().cpu().numpy(), recon]), len(x))
+
+
+@torch.no_grad()
+def plot_denoising(run: LoadedRun) -> dict:
+    """``denoising.png``: 8 test items corrupted with the run's noise, denoised, and clean."""
+    from .data.transforms import corrupt
+
+    clean = model_input(run.tensor("test")[:8])
+    noisy = corrupt(clean, run.cfg.data.noise, torch.Generator(device=run.device).manual_seed(0))
+    out = run.model.reconstruct(noisy).float()
+    plots.save_grid(run.run_dir / "denoising.png",
+                    torch.cat([noisy.float(), out, clean.float()]).cpu().numpy(), len(clean))
+    return {"denoising_noise": run.cfg.data.noise}
 
 
 @torch.no_grad()
 def plot_recon_error(run: LoadedRun) -> dict:
     """``recon_error.png``: histogram of each test item's reconstruction error (for tabular runs)."""
     x = model_input(run.tensor("test"))
-    mu, _ = run.model.encode(x)
-    err = -run.model.likelihood.log_prob(run.model.decode(mu).float(), x.flatten(1).float()).cpu().numpy()
+    err = run.model.recon_nll(run.model.embed(x), x).cpu().numpy()
     atomic_write(run.run_dir / "recon_error.png",
                  plots.histogram_png(err, f"{run.cfg.data.dataset}: test reconstruction error", "nats per item"))
     return {"test_recon_error_median": float(np.median(err))}
@@ -174,6 +192,8 @@ def make_pictures(run_dir: str | Path) -> dict:
         info.update(plot_latent(run))
         if run.is_image:
             plot_grids(run)
+            if run.cfg.data.noise:
+                info.update(plot_denoising(run))
             if run.cfg.model.latent_dim >= 2:
                 info.update(plot_manifold(run))
             if len(run.splits.test) >= 2:

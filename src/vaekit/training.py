@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from . import runs
 from .config import RunConfig
 from .data import ArrayData, Splits, load_splits
+from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
 from .models import build_model
 from .models.likelihoods import LIKELIHOODS
@@ -75,6 +76,10 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if likelihood == "auto":
         in_unit = train.x.dtype == np.uint8 or (train.x.min() >= 0 and train.x.max() <= 1)
         likelihood = "bernoulli" if in_unit else "gaussian"
+    if cfg.data.noise:
+        parse_noise(cfg.data.noise)
+        if likelihood != "bernoulli":
+            raise VaekitError(f"--noise corrupts items in [0, 1]; {train.name} is real-valued ({likelihood} likelihood)")
     if likelihood == "bernoulli" and train.x.dtype != np.uint8 and (train.x.min() < 0 or train.x.max() > 1):
         raise DataError(f"{train.name}: values lie in [{train.x.min():.3g}, {train.x.max():.3g}], outside the "
                         "Bernoulli likelihood's [0, 1]; use --likelihood gaussian or rescale the data")
@@ -128,13 +133,18 @@ def shuffled_batches(x: torch.Tensor, batch_size: int, seed: int) -> Iterator[to
 
 @torch.no_grad()
 def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000, seed: int = 0,
-                   binarize: str = "none") -> dict[str, float]:
-    """Mean per-sample loss, reconstruction and KL over ``x`` (N, ...), one seeded z per item."""
+                   binarize: str = "none", noise: str | None = None) -> dict[str, float]:
+    """Mean per-sample loss, reconstruction and KL over ``x`` (N, ...), one seeded z per item.
+
+    With ``noise``, the input is corrupted (seeded) and the clean items are the target.
+    """
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
     sums = torch.zeros(len(TERMS), dtype=torch.float64, device=x.device)
     for start in range(0, len(x), batch_size):
-        terms = model.loss(model_input(x[start:start + batch_size], binarize, gen), gen)
+        clean = model_input(x[start:start + batch_size], binarize, gen)
+        noisy = corrupt(clean, noise, gen) if noise else clean
+        terms = model.loss(noisy, gen, target=clean)
         sums += torch.stack([terms[k].sum() for k in TERMS]).double()
     return dict(zip(TERMS, (sums / max(len(x), 1)).tolist()))
 
@@ -167,8 +177,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"{e}; {run_dir} keeps the checkpoint of epoch {epoch - 1}. Try a lower "
                                        f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
-            val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize) \
-                if len(x_val) else {}
+            val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
+                                       noise=cfg.data.noise) if len(x_val) else {}
             record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
                       **{f"val_{k}": v for k, v in val_terms.items()},
                       "seconds": time.perf_counter() - started}
@@ -217,8 +227,12 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: tor
     dtype = autocast_dtype(cfg, x.device)
     clip = cfg.train.grad_clip
     for step, batch in enumerate(shuffled_batches(x, cfg.train.batch_size, cfg.train.seed * 100_003 + epoch), 1):
+        clean = model_input(batch, cfg.data.binarize)
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            terms = model.loss(model_input(batch, cfg.data.binarize))
+            if cfg.data.noise:  # denoising: corrupted input, clean target
+                terms = model.loss(corrupt(clean, cfg.data.noise), target=clean)
+            else:
+                terms = model.loss(clean)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].mean().backward()
         if clip:

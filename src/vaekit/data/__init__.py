@@ -117,6 +117,24 @@ def load_splits(cfg: DataConfig) -> Splits:
     Named datasets use their official test (and validation) split; otherwise a fixed, seeded share
     of the data is held out. CSV features are standardised by the training split's mean and std.
     """
+    splits = _load_splits(cfg)
+    if cfg.normal_class is None:
+        return splits
+    return keep_class(splits, cfg.normal_class)
+
+
+def keep_class(splits: Splits, k: int) -> Splits:
+    """One-class training: keep only class ``k`` in the train and validation splits; the test split stays whole."""
+    train = splits.train
+    if train.y is None:
+        raise DataError(f"{train.name}: has no labels, so --normal-class cannot pick a class")
+    if not (train.y == k).any():
+        raise DataError(f"{train.name}: no items of class {k}; classes are {sorted(set(train.y.tolist()))}")
+    val = splits.val.subset(np.flatnonzero(splits.val.y == k)) if splits.val.y is not None else splits.val
+    return replace(splits, train=train.subset(np.flatnonzero(train.y == k)), val=val)
+
+
+def _load_splits(cfg: DataConfig) -> Splits:
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
     kind, arg = parse_spec(cfg.dataset)

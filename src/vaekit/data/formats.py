@@ -158,7 +158,7 @@ def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 def _npz_arrays(path: Path, npz) -> tuple[np.ndarray, np.ndarray | None]:
     with npz:
         keys = list(npz.keys())
-        xkey = next((k for k in ("x", "X", "images", "data") if k in keys), keys[0] if len(keys) == 1 else None)
+        xkey = next((k for k in ("x", "X", "images", "data", "codes") if k in keys), keys[0] if len(keys) == 1 else None)
         if xkey is None:
             raise DataError(f"{path}: npz has arrays {keys}; name the data array 'x' (and labels 'y')")
         ykey = next((k for k in ("y", "labels") if k in keys), None)

@@ -6,9 +6,10 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import VaekitError
 from .likelihoods import LIKELIHOODS
+from .ae import AE
 from .vae import VAE
 
-MODELS: dict[str, type[nn.Module]] = {"vae": VAE}
+MODELS: dict[str, type[nn.Module]] = {"vae": VAE, "ae": AE}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -24,4 +25,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return MODELS[cfg.model](cfg)
 
 
-__all__ = ["MODELS", "build_model", "VAE"]
+__all__ = ["MODELS", "build_model", "VAE", "AE"]
