@@ -14,7 +14,7 @@ from .errors import VaekitError
 from .models.vae import gaussian_kl
 from .training import model_input
 
-SCORES = ("recon", "elbo")
+SCORES = ("mse", "recon", "elbo")
 
 
 @torch.no_grad()
@@ -22,7 +22,9 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
                 seed: int = 0, batch_size: int = 2000) -> np.ndarray:
     """One score per stored item x (N, ...): (N,) float64, higher = more anomalous.
 
-    recon: -log p(x | z = code(x)), the reconstruction error from the deterministic code.
+    mse: squared error between x and its reconstruction from the deterministic code, summed over
+    dimensions (whatever likelihood the model was trained with; PyOD's autoencoders score this way).
+    recon: -log p(x | z = code(x)), the reconstruction error under the model's likelihood.
     elbo: the negative ELBO, -E_q[log p(x|z)] + KL(q(z|x) || p(z)); with ``samples=0`` the expectation is
     taken at the posterior mean (deterministic), else estimated with that many seeded draws of z.
     """
@@ -35,6 +37,9 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
     out = []
     for start in range(0, len(x), batch_size):
         xb = model_input(x[start:start + batch_size])
+        if score == "mse":
+            out.append((model.reconstruct(xb).float() - xb.float()).pow(2).flatten(1).sum(-1))
+            continue
         if score == "recon":
             out.append(model.recon_nll(model.embed(xb), xb))
             continue

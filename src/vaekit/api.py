@@ -10,6 +10,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -99,14 +100,47 @@ def input_data(run: str | Path, data: str | None = None, split: str = "test") ->
     return items
 
 
-def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_size: int = 1000
-             ) -> dict[str, float]:
-    """Mean per-sample negative ELBO (``loss``), reconstruction and KL on the run's test split (or ``data``)."""
+def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_size: int = 1000,
+             nll: bool = False, k: int = 5000, progress: bool = False) -> dict[str, float]:
+    """Mean per-sample negative ELBO (``loss``), reconstruction and KL on the run's test split (or ``data``).
+
+    With ``nll``, also the importance-sampled estimate of -log p(x) with ``k`` samples per item (seeded):
+    ``nll`` (nats per item), its standard error over items ``nll_stderr``, and ``bits_per_dim``.
+    With ``binarize="dynamic"`` runs, the test items are binarized once with the seed, as in Burda et al.
+    """
     model, cfg = load(run)
     items = input_data(run, data)
     x = as_tensor(items, next(model.parameters()).device)
-    terms = evaluate_terms(model, x, batch_size, seed=seed, binarize=cfg.data.binarize)
-    return {**terms, "n": len(items)}
+    if cfg.data.binarize == "dynamic":  # one fixed binarization of the test set, shared by both numbers
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        x = torch.bernoulli(model_input(x), generator=gen)
+    terms = evaluate_terms(model, x, batch_size, seed=seed)
+    result = {**terms, "n": len(items)}
+    if nll:
+        result.update(_nll(model, x, k, seed, progress))
+    return result
+
+
+def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, progress: bool) -> dict[str, float]:
+    from tqdm.auto import tqdm
+
+    from .objectives import importance_sampled_nll
+
+    if not hasattr(model, "encode"):
+        raise VaekitError("--nll needs a VAE (a plain autoencoder defines no likelihood p(x))")
+    if k < 1:
+        raise VaekitError(f"--k must be at least 1, got {k}")
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    per_batch = max(1, 20_000 // min(k, 1000))  # items a batch: about 20k decoder rows at a time
+    values = []
+    with tqdm(total=len(x), desc=f"log p(x), k={k}", unit="item", disable=not progress) as bar:
+        for start in range(0, len(x), per_batch):
+            values.append(importance_sampled_nll(model.eval(), model_input(x[start:start + per_batch]), k, gen))
+            bar.update(len(values[-1]))
+    nll = torch.cat(values).cpu().numpy()
+    dim = math.prod(x.shape[1:])
+    return {"nll": float(nll.mean()), "nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1
+            else float("nan"), "bits_per_dim": float(nll.mean() / (dim * math.log(2))), "k": k}
 
 
 @torch.no_grad()
@@ -166,7 +200,7 @@ def denoise(run: str | Path, data: str | None = None, *, batch_size: int = 2000)
     return x.cpu().numpy(), out.float().cpu().numpy()
 
 
-def anomalies(run: str | Path, data: str | None = None, *, score: str = "recon", contamination: float = 0.01,
+def anomalies(run: str | Path, data: str | None = None, *, score: str = "mse", contamination: float = 0.01,
               samples: int = 0, seed: int = 0, normal_class: int | None = None):
     """Score items (higher = more anomalous), flag those above the training scores' (1 - contamination)
     quantile, and with labels and a normal class give AUROC and average precision.

@@ -61,13 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=sorted(MODELS), help="vae (default) or ae (plain autoencoder)")
     t.add_argument("--hidden", type=_int_tuple, help="hidden widths, e.g. 400 or 512,256")
     t.add_argument("--latent-dim", type=int)
-    t.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian"])
+    t.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "gaussian-learned"])
+    t.add_argument("--gaussian-sigma", type=float, help="fixed sigma of the gaussian likelihood (default 1)")
+    t.add_argument("--arch", choices=["mlp", "conv"], help="mlp (default) or conv (images)")
+    t.add_argument("--conv-channels", type=_int_tuple, help="conv channels of the stride-2 layers, e.g. 32,64")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--optimizer", choices=["adam", "rmsprop"])
     t.add_argument("--lr", type=float)
     t.add_argument("--seed", type=int)
     t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
+    t.add_argument("--beta", type=float, help="KL weight (beta-VAE); default 1")
+    t.add_argument("--kl-warmup", type=float, help="epochs to ramp the KL weight from 0 to beta")
+    t.add_argument("--free-bits", type=float, help="nats per latent dim the KL may keep for free")
+    t.add_argument("--iw-samples", type=int, help="train on the IWAE bound with K importance samples")
+    t.add_argument("--max-minutes", type=float, help="wall-clock budget: stop after the epoch that crosses it")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="bf16 autocast where the hardware has it (auto, the default) or plain fp32")
@@ -83,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="data spec to evaluate on instead of the run's test split")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print JSON")
+    e.add_argument("--nll", action="store_true", help="importance-sampled estimate of -log p(x)")
+    e.add_argument("--k", type=int, default=5000, help="importance samples per item for --nll (default 5000)")
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("sample", help="decode new items from the prior")
@@ -126,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     an = sub.add_parser("anomalies", help="anomaly scores, threshold and flags (AUROC with labels)")
     an.add_argument("run")
     an.add_argument("--input", help="data spec (default: the run's test split)")
-    an.add_argument("--score", choices=["recon", "elbo"], default="recon")
+    an.add_argument("--score", choices=["mse", "recon", "elbo"], default="mse",
+                    help="mse: squared reconstruction error (default); recon: -log p(x|z); elbo: negative ELBO")
     an.add_argument("--samples", type=int, default=0, help="Monte Carlo draws of z for --score elbo (0: at the mean)")
     an.add_argument("--contamination", type=float, default=0.01,
                     help="share of the training data above the threshold (default 0.01)")
@@ -164,9 +175,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = api.train(
             args.preset, run_dir=args.run_dir, overwrite=args.overwrite, **common,
             dataset=args.dataset, data_dir=args.data_dir, binarize=args.binarize, val_fraction=args.val_fraction,
-            image_size=args.image_size, channels=args.channels, noise=args.noise, normal_class=args.normal_class, model=args.model, hidden=args.hidden,
+            image_size=args.image_size, channels=args.channels, noise=args.noise, normal_class=args.normal_class,
+            arch=args.arch, gaussian_sigma=args.gaussian_sigma, conv_channels=args.conv_channels, model=args.model, hidden=args.hidden,
             latent_dim=args.latent_dim, likelihood=args.likelihood, epochs=args.epochs,
             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
+            beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
+            max_minutes=args.max_minutes,
             precision=args.precision)
     test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
     print(f"run folder: {result.run_dir}\ntest per sample: {test}")
@@ -174,12 +188,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    result = api.evaluate(args.run, args.data, seed=args.seed)
+    result = api.evaluate(args.run, args.data, seed=args.seed, nll=args.nll, k=args.k, progress=not args.json)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"{result['n']} items: loss {result['loss']:.3f} nats = recon {result['recon']:.3f} "
-              f"+ kl {result['kl']:.3f}")
+        return 0
+    print(f"{result['n']} items: loss (negative ELBO) {result['loss']:.3f} nats = recon {result['recon']:.3f} "
+          f"+ kl {result['kl']:.3f}")
+    if args.nll:
+        print(f"-log p(x) ~= {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats "
+              f"({result['bits_per_dim']:.4f} bits/dim), importance sampling with k = {result['k']}")
     return 0
 
 

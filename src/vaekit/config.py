@@ -36,7 +36,10 @@ class ModelConfig:
     input_shape: tuple[int, ...] = ()  # one item, e.g. (1, 28, 28) or (D,)
     hidden: tuple[int, ...] = (400,)  # encoder hidden widths; the decoder mirrors them
     latent_dim: int = 20
-    likelihood: str = "auto"  # "bernoulli", "gaussian" (unit variance), or "auto" from the data
+    likelihood: str = "auto"  # "bernoulli", "gaussian" (fixed sigma), "gaussian-learned", or "auto" from the data
+    gaussian_sigma: float = 1.0  # the fixed sigma of "gaussian" (the starting value of "gaussian-learned")
+    arch: str = "mlp"  # "mlp" or "conv" (images only)
+    conv_channels: tuple[int, ...] = (32, 64)  # conv: channels of the stride-2 conv layers
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     grad_clip: float | None = None  # clip the gradient's global norm to this value
+    beta: float = 1.0  # weight of the KL term (beta-VAE); the logged loss stays the plain negative ELBO
+    kl_warmup: float = 0.0  # epochs over which the KL weight ramps from 0 to beta
+    free_bits: float = 0.0  # nats per latent dim below which the KL is not pushed down (0: off)
+    iw_samples: int = 1  # K > 1 trains on the IWAE bound with K importance samples
+    max_minutes: float | None = None  # wall-clock budget: stop after the epoch that crosses it
     precision: str = "auto"  # "fp32", "bf16" (autocast; losses in fp32), or "auto": bf16 where the hardware has it
 
 

@@ -6,6 +6,7 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
+from .models.vae import gaussian_kl_per_dim
 from .training import model_input
 
 
@@ -23,7 +24,7 @@ def kl_per_dim(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) 
     total = None
     for i in range(0, len(x), batch_size):
         mu, logvar = model.encode(model_input(x[i:i + batch_size]))
-        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp())).float().sum(0)  # (L,)
+        kl = gaussian_kl_per_dim(mu.float(), logvar.float()).sum(0)  # (L,)
         total = kl if total is None else total + kl
     return (total / len(x)).cpu().numpy()
 

@@ -24,6 +24,7 @@ from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
 from .models import build_model
 from .models.likelihoods import LIKELIHOODS
+from .objectives import kl_weight, training_objective
 
 TERMS = ("loss", "recon", "kl")
 DEFAULT_BATCH_SIZE = 128
@@ -76,10 +77,18 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if likelihood == "auto":
         in_unit = train.x.dtype == np.uint8 or (train.x.min() >= 0 and train.x.max() <= 1)
         likelihood = "bernoulli" if in_unit else "gaussian"
+    t = cfg.train
+    if t.beta < 0 or t.kl_warmup < 0 or t.free_bits < 0 or t.iw_samples < 1:
+        raise VaekitError(f"beta, kl_warmup and free_bits must be >= 0 and iw_samples >= 1; got beta {t.beta}, "
+                          f"kl_warmup {t.kl_warmup}, free_bits {t.free_bits}, iw_samples {t.iw_samples}")
+    if cfg.model.model == "ae" and (t.iw_samples > 1 or t.beta != 1 or t.free_bits or t.kl_warmup):
+        raise VaekitError("beta, --kl-warmup, --free-bits and --iw-samples apply to the VAE, not --model ae")
     if cfg.data.noise:
         parse_noise(cfg.data.noise)
         if likelihood != "bernoulli":
             raise VaekitError(f"--noise corrupts items in [0, 1]; {train.name} is real-valued ({likelihood} likelihood)")
+    if cfg.model.arch == "conv" and not train.is_image:
+        raise DataError(f"{train.name}: --arch conv needs images (C, H, W); items have shape {train.item_shape}")
     if likelihood == "bernoulli" and train.x.dtype != np.uint8 and (train.x.min() < 0 or train.x.max() > 1):
         raise DataError(f"{train.name}: values lie in [{train.x.min():.3g}, {train.x.max():.3g}], outside the "
                         "Bernoulli likelihood's [0, 1]; use --likelihood gaussian or rescale the data")
@@ -169,8 +178,12 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     # Tiny weights and gradients late in training become denormal floats, which x86 handles ~100x slower:
     # epochs grew from 1.1 s to 1.5 s on MNIST without this. Values below 1.2e-38 are flushed to zero.
     torch.set_flush_denormal(True)
+    budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
+            if time.monotonic() > budget_ends:
+                bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
+                break
             started = time.perf_counter()
             try:
                 train_terms = train_epoch(model, optimizer, x_train, cfg, epoch, bar)
@@ -226,15 +239,15 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: tor
     seen = shown = 0
     dtype = autocast_dtype(cfg, x.device)
     clip = cfg.train.grad_clip
+    steps = math.ceil(len(x) / cfg.train.batch_size)
     for step, batch in enumerate(shuffled_batches(x, cfg.train.batch_size, cfg.train.seed * 100_003 + epoch), 1):
         clean = model_input(batch, cfg.data.binarize)
+        noisy = corrupt(clean, cfg.data.noise) if cfg.data.noise else clean  # denoising: clean target
+        weight = kl_weight(cfg.train, epoch - 1 + (step - 1) / steps)
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            if cfg.data.noise:  # denoising: corrupted input, clean target
-                terms = model.loss(corrupt(clean, cfg.data.noise), target=clean)
-            else:
-                terms = model.loss(clean)
+            objective, terms = training_objective(model, noisy, clean, cfg.train, weight)
         optimizer.zero_grad(set_to_none=True)
-        terms["loss"].mean().backward()
+        objective.backward()
         if clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()

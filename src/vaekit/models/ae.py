@@ -14,7 +14,7 @@ class AE(LatentModel):
         super().__init__(cfg, code_dim=cfg.latent_dim)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x.flatten(1))
+        return self.encoder(x)
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None,
              target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

@@ -1,35 +1,23 @@
 """What every autoencoder shares: a decoder to likelihood parameters, and the likelihood itself."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..config import ModelConfig
 from .likelihoods import LIKELIHOODS
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Dense layers with a ReLU after each: sizes [a, b, c] -> Linear(a, b), ReLU, Linear(b, c), ReLU."""
-    layers: list[nn.Module] = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
-    return nn.Sequential(*layers)
+from .networks import build_networks
 
 
 class LatentModel(nn.Module):
-    """Encoder to ``code_dim`` outputs (an MLP over the flattened input), decoder mirroring it."""
+    """Encoder to ``code_dim`` outputs and a decoder mirroring it (MLP or conv, by ``cfg.arch``)."""
 
     def __init__(self, cfg: ModelConfig, code_dim: int):
         super().__init__()
         self.cfg = cfg
         self.input_shape = tuple(cfg.input_shape)
-        dim = math.prod(self.input_shape)
-        hidden = list(cfg.hidden)
-        self.encoder = nn.Sequential(mlp([dim, *hidden]), nn.Linear(hidden[-1], code_dim))
-        self.decoder = nn.Sequential(mlp([cfg.latent_dim, *hidden[::-1]]), nn.Linear(hidden[0], dim))
-        self.likelihood = LIKELIHOODS[cfg.likelihood]
+        self.encoder, self.decoder = build_networks(cfg, code_dim)
+        self.likelihood = LIKELIHOODS[cfg.likelihood](cfg)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, L) -> likelihood parameters (B, D), e.g. Bernoulli logits."""

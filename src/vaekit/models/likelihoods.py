@@ -1,48 +1,58 @@
-"""Observation models p(x|z): the decoder outputs their parameters, these turn them into log-probabilities."""
+"""Observation models p(x|z): the decoder outputs their parameters (B, D), these give log-probabilities.
+
+Modules, so that a likelihood with a learned variance owns its parameter and saves with the model.
+"""
 from __future__ import annotations
 
 import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+LOG_SIGMA_MIN = -6.0  # a learned sigma never collapses below e^-6 (log-likelihoods stay bounded)
 
 
-class Bernoulli:
-    """Pixels in [0, 1] as Bernoulli probabilities; the decoder outputs logits (B, D)."""
+class Bernoulli(nn.Module):
+    """Values in [0, 1] as Bernoulli probabilities; the decoder outputs logits."""
 
     name = "bernoulli"
 
-    @staticmethod
-    def log_prob(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Sum over dimensions of log p(x|z); (B, D), (B, D) -> (B,). Stable on logits."""
         return -F.binary_cross_entropy_with_logits(params, x, reduction="none").sum(-1)
 
-    @staticmethod
-    def mean(params: torch.Tensor) -> torch.Tensor:
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
 
-    @staticmethod
-    def in_support(x: torch.Tensor) -> bool:
-        return bool(((x >= 0) & (x <= 1)).all())
 
+class Gaussian(nn.Module):
+    """Real values as N(mean, sigma^2); the decoder outputs the mean.
 
-class UnitGaussian:
-    """Real-valued features (e.g. standardised CSV columns) as N(mean, 1); the decoder outputs the mean."""
+    sigma is fixed, or one value learned for all dimensions (the sigma-VAE of Rybkin et al. 2021).
+    """
 
-    name = "gaussian"
+    def __init__(self, sigma: float = 1.0, learned: bool = False):
+        super().__init__()
+        self.name = "gaussian-learned" if learned else "gaussian"
+        log_sigma = torch.tensor(math.log(sigma))
+        if learned:
+            self.log_sigma = nn.Parameter(log_sigma)
+        else:
+            self.register_buffer("log_sigma", log_sigma)
 
-    @staticmethod
-    def log_prob(params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # log N(x; m, 1) = -0.5 (x - m)^2 - 0.5 log(2 pi), summed over D: (B, D) -> (B,)
-        return -0.5 * ((x - params) ** 2).sum(-1) - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        # log N(x; m, s^2) = -0.5 ((x - m) / s)^2 - log s - 0.5 log(2 pi), summed over D: (B, D) -> (B,)
+        log_sigma = self.log_sigma.float().clamp(min=LOG_SIGMA_MIN)
+        z = (x - params) * torch.exp(-log_sigma)
+        return -0.5 * z.pow(2).sum(-1) - x.shape[-1] * (log_sigma + 0.5 * math.log(2 * math.pi))
 
-    @staticmethod
-    def mean(params: torch.Tensor) -> torch.Tensor:
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
         return params
 
-    @staticmethod
-    def in_support(x: torch.Tensor) -> bool:
-        return bool(torch.isfinite(x).all())
 
-
-LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": UnitGaussian}
+LIKELIHOODS = {
+    "bernoulli": lambda cfg: Bernoulli(),
+    "gaussian": lambda cfg: Gaussian(cfg.gaussian_sigma),
+    "gaussian-learned": lambda cfg: Gaussian(cfg.gaussian_sigma, learned=True),
+}

@@ -12,12 +12,17 @@ from .base import LatentModel
 LOGVAR_RANGE = (-30.0, 20.0)  # exp() of the log-variance stays finite in fp32 and bf16
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims; (B, L) -> (B,).
+def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of each latent dim; (B, L) -> (B, L).
 
-    Kingma & Welling (2014), appendix B: -1/2 * sum(1 + log sigma^2 - mu^2 - sigma^2).
+    Kingma & Welling (2014), appendix B: -1/2 * (1 + log sigma^2 - mu^2 - sigma^2).
     """
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims; (B, L) -> (B,)."""
+    return gaussian_kl_per_dim(mu, logvar).sum(-1)
 
 
 class VAE(LatentModel):
@@ -28,7 +33,7 @@ class VAE(LatentModel):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, *input_shape) -> mean and log-variance of q(z|x), each (B, L)."""
-        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=-1)  # (B, L) each
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)  # (B, L) each
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,8 +56,9 @@ class VAE(LatentModel):
         mu, logvar = self.encode(x)
         z = self.reparameterize(mu, logvar, generator)
         recon = self.recon_nll(z, x if target is None else target)
-        kl = gaussian_kl(mu.float(), logvar.float())
-        return {"loss": recon + kl, "recon": recon, "kl": kl}
+        kl_dims = gaussian_kl_per_dim(mu.float(), logvar.float())  # (B, L)
+        kl = kl_dims.sum(-1)
+        return {"loss": recon + kl, "recon": recon, "kl": kl, "kl_per_dim": kl_dims}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.loss(x)
