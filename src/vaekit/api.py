@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import runs
+from . import distributed, runs
 from .config import RunConfig, build_config
 from .data import ArrayData, load_data, load_splits
 from .errors import RunError, VaekitError
@@ -56,10 +56,14 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, progress: bool = T
 
 
 def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
+    """summary.json, pictures and report.html (rank 0 only under torchrun)."""
+    if not distributed.is_main():
+        return
     epochs = [m["seconds"] for m in result.metrics]
     summary = {"test": result.test, "epochs": len(result.metrics), "wall_seconds": seconds,
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
-               "device": str(next(result.model.parameters()).device), "torch": torch.__version__}
+               "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
+               "processes": distributed.world()[1]}
     runs.write_json(result.run_dir / SUMMARY_FILE, summary)
     report(result.run_dir, pictures=pictures)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import api
+from . import api, distributed
 from .config import PRESETS
 from .errors import VaekitError
 from .models import MODELS
@@ -182,8 +182,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
             max_minutes=args.max_minutes,
             precision=args.precision)
-    test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
-    print(f"run folder: {result.run_dir}\ntest per sample: {test}")
+    if distributed.is_main():
+        test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
+        print(f"run folder: {result.run_dir}\ntest per sample: {test}")
     return 0
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import runs
+from . import distributed, runs
 from .config import RunConfig
 from .data import ArrayData, Splits, load_splits
 from .data.transforms import corrupt, parse_noise
@@ -44,10 +44,10 @@ class TrainResult:
     test: dict[str, float]
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """CUDA when present (for "auto"), else CPU."""
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """CUDA when present (for "auto"; under torchrun the process's own GPU), else CPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError(f"device {name!r} asked for, but CUDA is not available here")
     return torch.device(name)
@@ -158,18 +158,43 @@ def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10
     return dict(zip(TERMS, (sums / max(len(x), 1)).tolist()))
 
 
+class Objective(torch.nn.Module):
+    """The training objective as a module, so DistributedDataParallel can wrap it and sync gradients."""
+
+    def __init__(self, model: torch.nn.Module, cfg: RunConfig):
+        super().__init__()
+        self.model, self.cfg = model, cfg
+
+    def forward(self, noisy: torch.Tensor, clean: torch.Tensor, weight: float):
+        return training_objective(self.model, noisy, clean, self.cfg.train, weight)
+
+
 def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
           progress: bool = True, splits: Splits | None = None) -> TrainResult:
     """Train the model a config describes and write its run folder.
 
     With ``resume=True``, training continues in ``run_dir`` from its last checkpoint (from scratch if
-    it was stopped before the first one) up to ``cfg.train.epochs``.
+    it was stopped before the first one) up to ``cfg.train.epochs``. Under torchrun, each rank trains on
+    its share of every global batch (DistributedDataParallel); only rank 0 writes the run folder.
     """
     splits = splits or load_splits(cfg.data)
     cfg = resolve_config(cfg, splits)
     run_dir = Path(run_dir or default_run_dir(cfg))
-    model, optimizer, start_epoch, best = _prepare(cfg, run_dir, resume, overwrite)
-    device = next(model.parameters()).device
+    rank, size, local_rank = distributed.world()
+    device = pick_device(cfg.train.device, local_rank)
+    created = distributed.start(device)
+    try:
+        return _train(cfg, run_dir, splits, device, resume, overwrite, progress and rank == 0)
+    finally:
+        distributed.stop(created)
+
+
+def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, resume: bool, overwrite: bool,
+           progress: bool) -> TrainResult:
+    model, optimizer, start_epoch, best = _prepare(cfg, run_dir, resume, overwrite, device)
+    objective = Objective(model, cfg)
+    if distributed.world()[1] > 1:
+        objective = torch.nn.parallel.DistributedDataParallel(objective)
     x_train, x_val = as_tensor(splits.train, device), as_tensor(splits.val, device)
     steps_per_epoch = math.ceil(len(x_train) / cfg.train.batch_size)
     bar = tqdm(total=steps_per_epoch * cfg.train.epochs, initial=steps_per_epoch * start_epoch,
@@ -181,87 +206,106 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
-            if time.monotonic() > budget_ends:
+            if distributed.broadcast(time.monotonic() > budget_ends):  # all ranks stop together
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
             started = time.perf_counter()
             try:
-                train_terms = train_epoch(model, optimizer, x_train, cfg, epoch, bar)
+                train_terms = train_epoch(objective, optimizer, x_train, cfg, epoch, bar)
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"{e}; {run_dir} keeps the checkpoint of epoch {epoch - 1}. Try a lower "
                                        f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
-            val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
-                                       noise=cfg.data.noise) if len(x_val) else {}
-            record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
-                      **{f"val_{k}": v for k, v in val_terms.items()},
-                      "seconds": time.perf_counter() - started}
-            if val_terms:
-                best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
-            # Order matters for crash safety: a kill between these lines loses at most this epoch.
-            runs.append_metrics(run_dir, record)
-            runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch,
-                                 splits.standardizer, best)
-            runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer)
-            bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}",
-                            val=f"{val_terms.get('loss', float('nan')):.2f}", refresh=False)
+            if distributed.is_main():
+                best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best, started)
+                bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}", refresh=False)
     finally:
         bar.close()
         torch.set_flush_denormal(False)
-    test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed,
-                          binarize=cfg.data.binarize) if len(splits.test) else {}
+    test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed, binarize=cfg.data.binarize) \
+        if len(splits.test) and distributed.is_main() else {}
     return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir), test)
 
 
-def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool
+def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+               splits: Splits, x_val: torch.Tensor, epoch: int, train_terms: dict[str, float], best: float | None,
+               started: float) -> float | None:
+    """Validate, then append the metrics and write the checkpoint and model (rank 0). Returns the best val loss."""
+    val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
+                               noise=cfg.data.noise) if len(x_val) else {}
+    record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
+              **{f"val_{k}": v for k, v in val_terms.items()}, "seconds": time.perf_counter() - started}
+    if val_terms:
+        best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
+    # Order matters for crash safety: a kill between these lines loses at most this epoch.
+    runs.append_metrics(run_dir, record)
+    runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch, splits.standardizer, best)
+    runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer)
+    return best
+
+
+def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, device: torch.device
              ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float | None]:
-    """Model and optimiser, fresh or restored from the run's checkpoint; the run folder made ready."""
-    device = pick_device(cfg.train.device)
+    """Model and optimiser, fresh or restored from the run's checkpoint; the run folder made ready (rank 0)."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     optimizer = make_optimizer(cfg, model)
+    error = None
+    if distributed.is_main():
+        try:
+            if resume:
+                runs.remove_stale_temp_files(run_dir)
+            else:
+                runs.prepare_run_dir(run_dir, overwrite)
+        except VaekitError as e:
+            error = e
+    error = distributed.broadcast(error)  # every rank stops on rank 0's error
+    if error is not None:
+        raise error
     start_epoch, best = 0, None
-    if resume:
-        runs.remove_stale_temp_files(run_dir)
-        if (run_dir / runs.CHECKPOINT_FILE).is_file():
-            start_epoch, best = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
-        runs.truncate_metrics(run_dir, start_epoch)  # stopped before the first checkpoint: start over
-    else:
-        runs.prepare_run_dir(run_dir, overwrite)
-    runs.write_json(run_dir / runs.CONFIG_FILE, cfg.to_dict())
+    if resume and (run_dir / runs.CHECKPOINT_FILE).is_file():
+        start_epoch, best = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
+    if distributed.is_main():
+        if resume:
+            runs.truncate_metrics(run_dir, start_epoch)  # stopped before the first checkpoint: start over
+        runs.write_json(run_dir / runs.CONFIG_FILE, cfg.to_dict())
     return model, optimizer, start_epoch, best
 
 
-def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: RunConfig,
+def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: RunConfig,
                 epoch: int, bar: tqdm) -> dict[str, float]:
-    """One pass over ``x``; returns the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf."""
-    model.train()
-    sums = torch.zeros(len(TERMS), device=x.device)
-    seen = shown = 0
+    """One pass over ``x``; returns the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf.
+
+    Every rank draws the same global batches and trains on its own slice of each.
+    """
+    objective.train()
+    rank, size, _ = distributed.world()
+    sums = torch.zeros(len(TERMS) + 1, device=x.device)  # loss, recon, kl sums and the item count
+    shown = 0
     dtype = autocast_dtype(cfg, x.device)
-    clip = cfg.train.grad_clip
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     steps = math.ceil(len(x) / cfg.train.batch_size)
     for step, batch in enumerate(shuffled_batches(x, cfg.train.batch_size, cfg.train.seed * 100_003 + epoch), 1):
+        batch = batch.tensor_split(size)[rank]  # (B / world, ...)
         clean = model_input(batch, cfg.data.binarize)
         noisy = corrupt(clean, cfg.data.noise) if cfg.data.noise else clean  # denoising: clean target
-        weight = kl_weight(cfg.train, epoch - 1 + (step - 1) / steps)
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            objective, terms = training_objective(model, noisy, clean, cfg.train, weight)
+            loss, terms = objective(noisy, clean, kl_weight(cfg.train, epoch - 1 + (step - 1) / steps))
         optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        loss.backward()
+        if cfg.train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
         optimizer.step()
-        sums += torch.stack([terms[k].detach().sum() for k in TERMS])
-        seen += len(batch)
-        if step % PROGRESS_EVERY == 0 or seen == len(x):
-            running = sums[0].item() / seen  # a NaN or inf in any step so far shows up here
+        sums += torch.stack([*(terms[k].detach().sum() for k in TERMS), sums.new_tensor(len(batch))])
+        if step % PROGRESS_EVERY == 0 or step == steps:
+            running = sums[0].item() / sums[-1].item()  # a NaN or inf in any step so far shows up here
             if not math.isfinite(running):
                 raise TrainingDiverged(f"training diverged: the loss became {running} in epoch {epoch}, "
                                        f"between steps {shown + 1} and {step}")
             bar.set_postfix(epoch=epoch, loss=f"{running:.2f}", refresh=False)
             bar.update(step - shown)
             shown = step
-    return dict(zip(TERMS, (sums / seen).tolist()))
+    sums = distributed.sum_across(sums)
+    return dict(zip(TERMS, (sums[:-1] / sums[-1]).tolist()))
 
 
 def default_run_dir(cfg: RunConfig) -> Path:
