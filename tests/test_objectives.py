@@ -124,3 +124,13 @@ def test_conv_vae_on_an_rgb_folder(tmp_path):
     assert result.metrics[-1]["train_loss"] < result.metrics[0]["train_loss"]
     with Image.open(tmp_path / "r" / "samples.png") as im:
         assert im.mode == "RGB"
+
+
+def test_cosine_lr_schedule():
+    from vaekit.objectives import lr_factor
+    cfg = TrainConfig(lr_schedule="cosine", warmup_epochs=1.0, epochs=11)
+    assert lr_factor(cfg, 0.5) == pytest.approx(0.5, abs=1e-2)
+    assert lr_factor(cfg, 1.0) == pytest.approx(1.0)
+    assert lr_factor(cfg, 6.0) == pytest.approx(0.5)
+    assert lr_factor(cfg, 11.0) == pytest.approx(0.0, abs=1e-9)
+    assert lr_factor(TrainConfig(), 3.0) == 1.0

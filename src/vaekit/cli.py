@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--optimizer", choices=["adam", "rmsprop"])
     t.add_argument("--lr", type=float)
+    t.add_argument("--lr-schedule", choices=["constant", "cosine"], help="cosine: warm-up then cosine decay")
     t.add_argument("--seed", type=int)
     t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     t.add_argument("--beta", type=float, help="KL weight (beta-VAE); default 1")
@@ -180,7 +181,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             latent_dim=args.latent_dim, likelihood=args.likelihood, epochs=args.epochs,
             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
             beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
-            max_minutes=args.max_minutes,
+            max_minutes=args.max_minutes, lr_schedule=args.lr_schedule,
             precision=args.precision)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())

@@ -55,6 +55,8 @@ class TrainConfig:
     batch_size: int | None = None
     optimizer: str = "adam"  # "adam" or "rmsprop"
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # "constant", or "cosine": linear warm-up over warmup_epochs, cosine decay to 0
+    warmup_epochs: float = 0.5
     seed: int = 0
     device: str = "auto"  # "auto" picks CUDA when present, else CPU
     grad_clip: float | None = None  # clip the gradient's global norm to this value

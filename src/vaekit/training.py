@@ -24,7 +24,7 @@ from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
 from .models import build_model
 from .models.likelihoods import LIKELIHOODS
-from .objectives import kl_weight, training_objective
+from .objectives import kl_weight, lr_factor, training_objective
 
 TERMS = ("loss", "recon", "kl")
 DEFAULT_BATCH_SIZE = 128
@@ -81,6 +81,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if t.beta < 0 or t.kl_warmup < 0 or t.free_bits < 0 or t.iw_samples < 1:
         raise VaekitError(f"beta, kl_warmup and free_bits must be >= 0 and iw_samples >= 1; got beta {t.beta}, "
                           f"kl_warmup {t.kl_warmup}, free_bits {t.free_bits}, iw_samples {t.iw_samples}")
+    if t.lr_schedule not in ("constant", "cosine") or t.lr <= 0:
+        raise VaekitError(f"lr must be > 0 and lr_schedule constant or cosine; got {t.lr}, {t.lr_schedule!r}")
     if cfg.model.model == "ae" and (t.iw_samples > 1 or t.beta != 1 or t.free_bits or t.kl_warmup):
         raise VaekitError("beta, --kl-warmup, --free-bits and --iw-samples apply to the VAE, not --model ae")
     if cfg.data.noise:
@@ -288,8 +290,11 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
         batch = batch.tensor_split(size)[rank]  # (B / world, ...)
         clean = model_input(batch, cfg.data.binarize)
         noisy = corrupt(clean, cfg.data.noise) if cfg.data.noise else clean  # denoising: clean target
+        progress = epoch - 1 + (step - 1) / steps  # epochs done, fractional
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.train.lr * lr_factor(cfg.train, progress)
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss, terms = objective(noisy, clean, kl_weight(cfg.train, epoch - 1 + (step - 1) / steps))
+            loss, terms = objective(noisy, clean, kl_weight(cfg.train, progress))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip:
