@@ -173,10 +173,40 @@ CASES = [
     ("sample-zero", lambda t, s, r: ["sample", str(r), "-n", "0", "--out", OUT + "/s.png"],
      "number of samples must be at least 1"),
     ("sample-bad-suffix", lambda t, s, r: ["sample", str(r), "--out", OUT + "/s.jpg"], "must end in .png or .npz"),
+    ("grad-clip-negative", lambda t, s, r: _train("digits", "--grad-clip", "-1"), "--grad-clip must be > 0"),
+    ("gaussian-sigma-0", lambda t, s, r: _train("digits", "--likelihood", "gaussian", "--gaussian-sigma", "0"),
+     "--gaussian-sigma must be > 0"),
+    ("device-unknown", lambda t, s, r: _train("digits", "--device", "tpu7"), "unknown device 'tpu7'"),
+    ("image-size-0", lambda t, s, r: _train(f"folder:{_images(t, [(8, 8)] * 3)}", "--image-size", "0"),
+     "positive sizes"),
+    ("npy-empty-items", lambda t, s, r: _train(f"npy:{_npy(t, 'e.npy', np.zeros((5, 0), np.float32))}"),
+     "expected an array of items"),
+    ("dynamic-binarize-real-data", lambda t, s, r: _train(_csv(t, "a,b\n-1,2\n3,4\n5,-6\n"), "--binarize",
+                                                          "dynamic"), "--binarize dynamic needs data in [0, 1]"),
+    ("iwae-with-beta", lambda t, s, r: _train("digits", "--iw-samples", "5", "--beta", "2"),
+     "does not combine with --beta"),
+    ("resume-with-other-flags", lambda t, s, r: ["train", "--resume", str(r), "--lr", "0.1"],
+     "only --epochs may change"),
+    ("negative-samples", lambda t, s, r: ["anomalies", str(r), "--samples", "-1", "--out", OUT + "/a.csv"],
+     "must be at least 1"),
+    ("reconstruct-n-0", lambda t, s, r: ["reconstruct", str(r), "-n", "0", "--out", OUT + "/r.png"],
+     "must be at least 1"),
+    ("folder-output-over-user-files", lambda t, s, r: ["sample", str(r), "-n", "3", "--overwrite", "--out",
+                                                       str(_user_folder(t)) + "/"],
+     "holds files other than numbered PNGs"),
+    ("empty-codes", lambda t, s, r: ["decode", str(r), "--input", str(_npy(t, "c.npy", np.zeros((0, 20), np.float32))),
+                                     "--out", OUT + "/d.npz"], "with N >= 1, got (0, 20)"),
     ("input-shape-mismatch", lambda t, s, r: ["evaluate", str(r), "--data",
                                               f"npy:{_npy(t, 'big.npy', np.zeros((4, 28, 28), np.float32))}"],
      "the model expects (1, 8, 8)"),
 ]
+
+
+def _user_folder(tmp: Path) -> Path:
+    folder = tmp / "mine"
+    folder.mkdir()
+    (folder / "thesis.txt").write_text("precious")
+    return folder
 
 
 def _npz(tmp: Path, **arrays) -> Path:
@@ -223,6 +253,8 @@ def test_malformed_input(case, build, expected, tmp_path, shared_data, digits_ru
     assert "Traceback" not in err
     assert not any((tmp_path / OUT).iterdir()), "partial output left behind"
     assert not (tmp_path / "PLANTED").exists(), "a pickle ran code"
+    if (tmp_path / "mine").exists():
+        assert (tmp_path / "mine" / "thesis.txt").read_text() == "precious"
 
 
 def test_corpus_size():

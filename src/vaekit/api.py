@@ -187,8 +187,8 @@ def decode(run: str | Path, codes: np.ndarray) -> np.ndarray:
     """Items decoded from codes (N, L): (N, *item_shape), the likelihood's mean."""
     model, cfg = load(run)
     codes = np.asarray(codes)
-    if codes.ndim != 2 or codes.shape[1] != cfg.model.latent_dim:
-        raise VaekitError(f"codes must have shape (N, {cfg.model.latent_dim}), got {codes.shape}")
+    if codes.ndim != 2 or codes.shape[1] != cfg.model.latent_dim or len(codes) == 0:
+        raise VaekitError(f"codes must have shape (N, {cfg.model.latent_dim}) with N >= 1, got {codes.shape}")
     if not np.isfinite(codes).all():
         raise VaekitError("codes contain NaN or infinite values")
     z = torch.from_numpy(codes.astype(np.float32)).to(next(model.parameters()).device)

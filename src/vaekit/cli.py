@@ -36,14 +36,22 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 def _size(text: str) -> tuple[int, int]:
     values = _int_tuple(text.replace("x", ","))
     if len(values) == 1:
-        return values[0], values[0]
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"expected N or HxW, got {text!r}")
+        values = (values[0], values[0])
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {text!r}")
     return values
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error contract: ``vaekit: error: ...`` and exit code 2, no usage dump."""
+
+    def error(self, message: str):
+        print(f"vaekit: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vaekit", description="Autoencoders and VAEs for unlabeled data.")
+    parser = _Parser(prog="vaekit", description="Autoencoders and VAEs for unlabeled data.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -87,66 +95,39 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("evaluate", help="test-split loss per sample of a trained run")
-    e.add_argument("run")
-    e.add_argument("--data", help="data spec to evaluate on instead of the run's test split")
+    e = _run_command(sub, "evaluate", "test-split loss per sample of a trained run (and -log p(x))", cmd_evaluate,
+                     inp="data spec to evaluate on instead of the run's test split")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--nll", action="store_true", help="importance-sampled estimate of -log p(x)")
     e.add_argument("--k", type=int, default=5000, help="importance samples per item for --nll (default 5000)")
-    e.set_defaults(func=cmd_evaluate)
 
-    s = sub.add_parser("sample", help="decode new items from the prior")
-    s.add_argument("run")
+    s = _run_command(sub, "sample", "decode new items from the prior (augmentation)", cmd_sample,
+                     out="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)")
     s.add_argument("-n", type=int, default=64)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, help="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)")
-    s.add_argument("--overwrite", action="store_true")
-    s.set_defaults(func=cmd_sample)
-
-    r = sub.add_parser("reconstruct", help="test originals above their reconstructions")
-    r.add_argument("run")
-    r.add_argument("-n", type=int, default=8)
-    r.add_argument("--data", help="data spec to reconstruct instead of the run's test split")
-    r.add_argument("--out", required=True, help="PNG grid (.png) or arrays (.npz)")
-    r.add_argument("--overwrite", action="store_true")
-    r.set_defaults(func=cmd_reconstruct)
-
-    en = sub.add_parser("encode", help="codes of items (posterior means): compression, dimension reduction")
-    en.add_argument("run")
-    en.add_argument("--input", help="data spec (default: the run's test split)")
-    en.add_argument("--out", required=True, help="codes as .npy (or .npz with labels)")
+    r = _run_command(sub, "reconstruct", "test originals above their reconstructions", cmd_reconstruct,
+                     inp="data spec to reconstruct instead of the run's test split",
+                     out="PNG grid (.png) or arrays (.npz)")
+    r.add_argument("-n", type=_positive, default=8)
+    en = _run_command(sub, "encode", "codes of items (posterior means): compression, dimension reduction",
+                      cmd_encode, inp="data spec (default: the run's test split)",
+                      out="codes as .npy (or .npz with labels)")
     en.add_argument("--dtype", choices=["float32", "float16"], default="float32")
-    en.add_argument("--overwrite", action="store_true")
-    en.set_defaults(func=cmd_encode)
-
-    de = sub.add_parser("decode", help="items decoded from codes")
-    de.add_argument("run")
-    de.add_argument("--input", required=True, help="codes .npy (N, L) or .npz with 'codes'")
-    de.add_argument("--out", required=True, help=".npz, a .png grid, or a folder of PNGs (DIR/)")
-    de.add_argument("--overwrite", action="store_true")
-    de.set_defaults(func=cmd_decode)
-
-    dn = sub.add_parser("denoise", help="clean noisy items with a (denoising) model")
-    dn.add_argument("run")
-    dn.add_argument("--input", required=True, help="data spec: npz:PATH, folder:PATH, ...")
-    dn.add_argument("--out", required=True, help=".npz, a .png grid, or a folder of PNGs (DIR/)")
-    dn.add_argument("--overwrite", action="store_true")
-    dn.set_defaults(func=cmd_denoise)
-
-    an = sub.add_parser("anomalies", help="anomaly scores, threshold and flags (AUROC with labels)")
-    an.add_argument("run")
-    an.add_argument("--input", help="data spec (default: the run's test split)")
+    _run_command(sub, "decode", "items decoded from codes", cmd_decode, inp="codes .npy (N, L) or .npz with 'codes'",
+                 inp_required=True, out=".npz, a .png grid, or a folder of PNGs (DIR/)")
+    _run_command(sub, "denoise", "clean noisy items with a (denoising) model", cmd_denoise,
+                 inp="data spec: npz:PATH, folder:PATH, ...", inp_required=True,
+                 out=".npz, a .png grid, or a folder of PNGs (DIR/)")
+    an = _run_command(sub, "anomalies", "anomaly scores, threshold and flags (AUROC with labels)", cmd_anomalies,
+                      inp="data spec (default: the run's test split)", out="scores .csv")
     an.add_argument("--score", choices=["mse", "recon", "elbo"], default="mse",
                     help="mse: squared reconstruction error (default); recon: -log p(x|z); elbo: negative ELBO")
-    an.add_argument("--samples", type=int, default=0, help="Monte Carlo draws of z for --score elbo (0: at the mean)")
+    an.add_argument("--samples", type=lambda t: _positive(t) if t != "0" else 0, default=0, help="Monte Carlo draws of z for --score elbo (0: at the mean)")
     an.add_argument("--contamination", type=float, default=0.01,
                     help="share of the training data above the threshold (default 0.01)")
     an.add_argument("--normal-class", type=int, help="items of other classes are true anomalies (for AUROC)")
-    an.add_argument("--out", required=True, help="scores .csv")
     an.add_argument("--plot", help="picture (default: anomalies.png beside --out)")
-    an.add_argument("--overwrite", action="store_true")
-    an.set_defaults(func=cmd_anomalies)
 
     p = sub.add_parser("plot", help="one picture of a run: latent, manifold, interpolate")
     kinds = p.add_subparsers(dest="kind", required=True)
@@ -160,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     for q in (pl, pm, pi):
         q.add_argument("run")
         q.add_argument("--out", help="PNG file (default: <run>/<picture>.png)")
+        q.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
         q.set_defaults(func=cmd_plot)
 
     rp = sub.add_parser("report", help="rebuild all pictures and report.html of a run")
@@ -168,8 +150,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_command(sub, name: str, help: str, func, *, inp: str | None = None, inp_required: bool = False,
+                 out: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand over a run folder, with the shared --input/--data, --out and --overwrite options."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("run", help="run folder (or a model .safetensors file)")
+    if inp is not None:
+        p.add_argument("--input", "--data", dest="input", required=inp_required, help=inp)
+    if out is not None:
+        p.add_argument("--out", required=True, help=out)
+        p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    p.set_defaults(func=func)
+    return p
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     common = dict(progress=not args.quiet, pictures=not args.no_plots)
+    settings = {k: v for k, v in vars(args).items()
+                if v not in (None, False) and k not in ("resume", "epochs", "quiet", "no_plots", "debug", "func",
+                                                       "command")}
+    if args.resume and settings:
+        raise VaekitError(f"--resume continues a run with its saved config; only --epochs may change "
+                          f"(got {', '.join('--' + k.replace('_', '-') for k in settings)})")
     if args.resume:
         result = api.resume(args.resume, epochs=args.epochs, **common)
     else:
@@ -190,7 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    result = api.evaluate(args.run, args.data, seed=args.seed, nll=args.nll, k=args.k, progress=not args.json)
+    result = api.evaluate(args.run, args.input, seed=args.seed, nll=args.nll, k=args.k, progress=not args.json)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -200,6 +202,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"-log p(x) ~= {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats "
               f"({result['bits_per_dim']:.4f} bits/dim), importance sampling with k = {result['k']}")
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _check_out(path: str, overwrite: bool, suffixes: tuple[str, ...], folder: bool = False) -> Path:
@@ -239,11 +248,21 @@ def _write_items(out: Path, arrays: dict[str, np.ndarray], grid: np.ndarray, n_c
             Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0)).save(
                 tmp / f"{i:0{width}d}.png")
         if out.exists():
-            shutil.rmtree(out)
+            _remove_png_folder(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_png_folder(folder: Path) -> None:
+    """Delete a folder of item PNGs that an earlier command wrote; refuse anything else (never a user's folder)."""
+    entries = list(folder.iterdir())
+    if folder.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents) or \
+            not all(e.is_file() and e.suffix == ".png" and e.stem.isdigit() for e in entries):
+        raise VaekitError(f"{folder}: holds files other than numbered PNGs; vaekit only replaces a folder of "
+                          "items it wrote itself, so choose an empty or new folder")
+    shutil.rmtree(folder)
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -256,7 +275,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".png", ".npz"))
-    originals, recons = api.reconstruct(args.run, args.n, args.data)
+    originals, recons = api.reconstruct(args.run, args.n, args.input)
     _write_items(out, {"x": originals, "reconstruction": recons},
                  np.concatenate([originals, recons]), len(originals))
     print(f"wrote {len(originals)} originals and reconstructions to {out}")
@@ -333,7 +352,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     options = {"latent": {}, "manifold": {"n": args.n} if args.kind == "manifold" else {},
                "interpolate": {"i": args.i, "j": args.j, "steps": args.steps} if args.kind == "interpolate" else {}}
     if args.out:
-        _check_out(args.out, True, (".png",))
+        _check_out(args.out, args.overwrite, (".png",))
     info = api.plot(args.run, args.kind, args.out, **options[args.kind])
     name = {"latent": "latent.png", "manifold": "manifold.png", "interpolate": "interpolation.png"}[args.kind]
     print(f"wrote {args.out or Path(args.run) / name}" + (f"  {json.dumps(info)}" if info else ""))
@@ -347,7 +366,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already printed as one line)
+        return int(e.code or 0)
     try:
         return args.func(args)
     except VaekitError as e:

@@ -22,6 +22,8 @@ def start(device: torch.device) -> bool:
     _, size, _ = world()
     if size <= 1 or dist.is_initialized():
         return False
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL collectives run on the current device: one GPU per rank
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
 

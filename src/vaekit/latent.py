@@ -72,6 +72,7 @@ def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, t
     """Accuracy of a k-nearest-neighbour classifier fitted on the training codes, scored on the test codes."""
     from sklearn.neighbors import KNeighborsClassifier
 
+    k = min(k, len(train_z))  # tiny training sets (e.g. one class of a small dataset)
     return float(KNeighborsClassifier(n_neighbors=k).fit(train_z, train_y).score(test_z, test_y))
 
 

@@ -62,15 +62,15 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator: torch.Generator | None
 
 def training_objective(model, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(scalar to minimise, per-item terms to log). The logged ``loss`` is the honest negative ELBO
-    (or negative IWAE bound), whatever beta, warm-up or free bits do to the objective."""
+    """(scalar to minimise, per-item terms to log). The logged ``loss`` is the honest one-sample negative
+    ELBO, as in validation, whatever beta, warm-up, free bits or the IWAE bound do to the objective."""
     if not hasattr(model, "encode"):  # a plain autoencoder: reconstruction only
         terms = model.loss(x, target=target)
         return terms["loss"].mean(), terms
     if cfg.iw_samples > 1:
         bound = iwae_bound(model, x, cfg.iw_samples, target=target)
-        terms = model.loss(x, target=target)  # one-sample recon and KL, for the curves
-        return -bound.mean(), {**terms, "loss": -bound}
+        terms = model.loss(x, target=target)  # the one-sample ELBO terms, logged like validation's
+        return -bound.mean(), terms
     terms = model.loss(x, target=target)
     kl_dims = terms["kl_per_dim"]  # (B, L)
     if cfg.free_bits > 0:

@@ -25,6 +25,8 @@ from .models import build_model
 MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE = (
     "model.safetensors", "checkpoint.safetensors", "config.json", "metrics.jsonl")
 FORMAT = "vaekit-model/1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -35,6 +37,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be as readable as any new file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -66,7 +69,9 @@ def prepare_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
         if not overwrite:
             raise RunError(f"{path}: run folder already exists; use --resume to continue it, "
                            "--overwrite to replace it, or another --run-dir")
-        for name in (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE):
+        from .reporting import CAPTIONS, REPORT_FILE, SUMMARY_FILE
+
+        for name in (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE, *CAPTIONS):
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
     return path

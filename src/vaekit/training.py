@@ -50,7 +50,10 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError(f"device {name!r} asked for, but CUDA is not available here")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise VaekitError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 def bf16_supported(device: torch.device) -> bool:
@@ -81,6 +84,15 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if t.beta < 0 or t.kl_warmup < 0 or t.free_bits < 0 or t.iw_samples < 1:
         raise VaekitError(f"beta, kl_warmup and free_bits must be >= 0 and iw_samples >= 1; got beta {t.beta}, "
                           f"kl_warmup {t.kl_warmup}, free_bits {t.free_bits}, iw_samples {t.iw_samples}")
+    if t.grad_clip is not None and t.grad_clip <= 0:
+        raise VaekitError(f"--grad-clip must be > 0, got {t.grad_clip}")
+    if cfg.model.gaussian_sigma <= 0:
+        raise VaekitError(f"--gaussian-sigma must be > 0, got {cfg.model.gaussian_sigma}")
+    if t.iw_samples > 1 and (t.beta != 1 or t.free_bits or t.kl_warmup):
+        raise VaekitError("--iw-samples trains on the IWAE bound; it does not combine with --beta, --free-bits "
+                          "or --kl-warmup")
+    if cfg.data.binarize == "dynamic" and likelihood != "bernoulli":
+        raise VaekitError(f"--binarize dynamic needs data in [0, 1]; {train.name} is real-valued")
     if t.lr_schedule not in ("constant", "cosine") or t.lr <= 0:
         raise VaekitError(f"lr must be > 0 and lr_schedule constant or cosine; got {t.lr}, {t.lr_schedule!r}")
     if cfg.model.model == "ae" and (t.iw_samples > 1 or t.beta != 1 or t.free_bits or t.kl_warmup):
@@ -234,6 +246,11 @@ def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer:
     """Validate, then append the metrics and write the checkpoint and model (rank 0). Returns the best val loss."""
     val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
                                noise=cfg.data.noise) if len(x_val) else {}
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or \
+            not math.isfinite(val_terms.get("loss", 0.0)):  # e.g. an inf gradient in the epoch's last step
+        raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}; {run_dir} keeps "
+                               f"the checkpoint of epoch {epoch - 1}. Try a lower --lr (now {cfg.train.lr:g}) or "
+                               "--grad-clip 1.0")
     record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
               **{f"val_{k}": v for k, v in val_terms.items()}, "seconds": time.perf_counter() - started}
     if val_terms:
@@ -302,7 +319,8 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
         optimizer.step()
         sums += torch.stack([*(terms[k].detach().sum() for k in TERMS), sums.new_tensor(len(batch))])
         if step % PROGRESS_EVERY == 0 or step == steps:
-            running = sums[0].item() / sums[-1].item()  # a NaN or inf in any step so far shows up here
+            total = distributed.sum_across(sums[[0, -1]])  # all ranks see the same value and stop together
+            running = total[0].item() / total[1].item()  # a NaN or inf in any step so far shows up here
             if not math.isfinite(running):
                 raise TrainingDiverged(f"training diverged: the loss became {running} in epoch {epoch}, "
                                        f"between steps {shown + 1} and {step}")

@@ -196,7 +196,7 @@ def _check_array(x: np.ndarray, path: Path) -> np.ndarray:
         x = x.astype(np.uint8) * 255
     if x.dtype.kind not in "uif":
         raise DataError(f"{path}: array dtype {x.dtype} is not numeric")
-    if x.ndim < 2 or len(x) == 0:
+    if x.ndim < 2 or len(x) == 0 or x[0].size == 0:
         raise DataError(f"{path}: expected an array of items (N, ...), got shape {x.shape}")
     if x.dtype != np.uint8:
         with np.errstate(over="ignore"):

@@ -92,7 +92,10 @@ def read_csv(path: Path, label_column: str = "label") -> tuple[np.ndarray, np.nd
     A column named ``label_column`` is kept aside as labels (for plots and evaluation only).
     """
     text = read_bytes(path).decode("utf-8-sig", errors="replace")
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV ({e})") from None
     rows = [r for r in rows if any(cell.strip() for cell in r)]
     if not rows:
         raise DataError(f"{path}: empty CSV (expected a header and numeric rows)")
@@ -181,6 +184,9 @@ def read_image_folder(root: Path, image_size: tuple[int, int] | None, channels: 
         try:
             with Image.open(p) as im:
                 im.load()
+                if im.mode.startswith("I"):  # 16/32-bit grayscale: scale to 8 bits instead of clipping
+                    a = np.asarray(im).astype(np.float64)
+                    im = Image.fromarray(np.clip(np.round(a / 257 if a.max() > 255 else a), 0, 255).astype(np.uint8))
                 images.append(im.copy())
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise DataError(f"{p}: not a readable image ({e})") from None

@@ -43,7 +43,9 @@ class Gaussian(nn.Module):
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # log N(x; m, s^2) = -0.5 ((x - m) / s)^2 - log s - 0.5 log(2 pi), summed over D: (B, D) -> (B,)
-        log_sigma = self.log_sigma.float().clamp(min=LOG_SIGMA_MIN)
+        log_sigma = self.log_sigma.float()
+        if isinstance(self.log_sigma, nn.Parameter):
+            log_sigma = log_sigma.clamp(min=LOG_SIGMA_MIN)
         z = (x - params) * torch.exp(-log_sigma)
         return -0.5 * z.pow(2).sum(-1) - x.shape[-1] * (log_sigma + 0.5 * math.log(2 * math.pi))
 
