@@ -38,7 +38,8 @@ def test_splits_hold_out_validation_from_train(shared_data):
 def test_binarized_mnist_has_official_splits_of_zeros_and_ones(shared_data):
     splits = load_splits(DataConfig(dataset="binarized-mnist", data_dir=str(shared_data)))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (50000, 10000, 10000)
-    assert set(np.unique(splits.test.x)) == {0, 1} and splits.test.y is None
+    assert set(np.unique(splits.test.x)) == {0, 255} and splits.test.y is None  # uint8 means the 0..255 scale
+    assert set(np.unique(splits.test.as_float())) == {0.0, 1.0}
 
 
 def test_digits_is_the_offline_default():

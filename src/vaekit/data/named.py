@@ -74,8 +74,8 @@ def load_named_split(name: str, split: str, data_dir) -> tuple[np.ndarray, np.nd
     if split not in ds.splits:
         raise DataError(f"{name}: no split {split!r}; it has {', '.join(ds.splits)}")
     paths = [locate(name, f, data_dir, mirrors_for(ds)) for f in ds.splits[split]]
-    if ds.parse == "amat":
-        return read_amat(paths[0]).reshape(-1, 1, 28, 28), None
+    if ds.parse == "amat":  # 0/1 pixels, stored on the 0..255 scale every uint8 array in vaekit uses
+        return (read_amat(paths[0]) * np.uint8(255)).reshape(-1, 1, 28, 28), None
     images, labels = read_idx(paths[0]), read_idx(paths[1])
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{paths[0]}: expected uint8 images (N, H, W), got {images.dtype} {images.shape}")
