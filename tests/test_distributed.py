@@ -14,8 +14,9 @@ from vaekit import runs
 
 def _torchrun(n: int, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    fresh = [] if "--resume" in args else ["--precision", "fp32"]  # a resumed run keeps its saved settings
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-           "-m", "vaekit", "train", "--quiet", "--no-plots", "--precision", "fp32", *args]
+           "-m", "vaekit", "train", "--quiet", "--no-plots", *fresh, *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
