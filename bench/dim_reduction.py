@@ -13,7 +13,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from sklearn.decomposition import PCA
 
 import vaekit
@@ -48,7 +47,7 @@ def main() -> None:
         r = rows[dim]
         print(f"{dim:2d} dims: test MSE  PCA {r['pca']:.5f}  AE {r['ae']:.5f} ({r['ae'] / r['pca']:.2f} x PCA)  "
               f"VAE {r['vae']:.5f} ({r['vae'] / r['pca']:.2f} x PCA)", flush=True)
-    print(f"target: AE <= 0.6 x PCA at 20 dims")
+    print("target: AE <= 0.6 x PCA at 20 dims")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"settings": vars(args), "test_mse": rows}, indent=2))

@@ -91,7 +91,16 @@ def input_data(run: str | Path, data: str | None = None, split: str = "test") ->
 
     CSV inputs are standardised with the run's saved training mean and std.
     """
-    model, cfg, standardizer = runs.load_model(run)
+    _, cfg, standardizer = runs.load_model(run)
+    return _items(cfg, standardizer, data, split)
+
+
+def _open(run: str | Path):
+    """(model, config, standardizer) of a run, on CUDA when present."""
+    return runs.load_model(run, pick_device("auto"))
+
+
+def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") -> ArrayData:
     if data is None:
         splits = load_splits(cfg.data)
         return {"train": splits.train, "val": splits.val, "test": splits.test}[split]
@@ -112,8 +121,8 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
     ``nll`` (nats per item), its standard error over items ``nll_stderr``, and ``bits_per_dim``.
     With ``binarize="dynamic"`` runs, the test items are binarized once with the seed, as in Burda et al.
     """
-    model, cfg = load(run)
-    items = input_data(run, data)
+    model, cfg, standardizer = _open(run)
+    items = _items(cfg, standardizer, data)
     x = as_tensor(items, next(model.parameters()).device)
     if cfg.data.binarize == "dynamic":  # one fixed binarization of the test set, shared by both numbers
         gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -166,8 +175,8 @@ def sample(run: str | Path, n: int = 64, *, seed: int = 0) -> np.ndarray:
 @torch.no_grad()
 def reconstruct(run: str | Path, n: int = 8, data: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(originals, reconstructions) of the first ``n`` test items, decoded from the posterior mean."""
-    model, cfg = load(run)
-    items = input_data(run, data)
+    model, cfg, standardizer = _open(run)
+    items = _items(cfg, standardizer, data)
     x = model_input(as_tensor(items, next(model.parameters()).device)[:n])
     return x.cpu().numpy(), model.reconstruct(x).cpu().numpy()
 
@@ -177,8 +186,8 @@ def encode(run: str | Path, data: str | None = None, *, batch_size: int = 2000) 
     """Codes of the items: posterior means for a VAE, the code for an AE: (N, L) float32."""
     from .latent import posterior_means
 
-    model, _ = load(run)
-    x = as_tensor(input_data(run, data), next(model.parameters()).device)
+    model, cfg, standardizer = _open(run)
+    x = as_tensor(_items(cfg, standardizer, data), next(model.parameters()).device)
     return posterior_means(model, x, batch_size)
 
 
@@ -198,8 +207,8 @@ def decode(run: str | Path, codes: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def denoise(run: str | Path, data: str | None = None, *, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, denoised): each item reconstructed from its code, (N, *item_shape) in the data's scale."""
-    model, _ = load(run)
-    x = model_input(as_tensor(input_data(run, data), next(model.parameters()).device))
+    model, cfg, standardizer = _open(run)
+    x = model_input(as_tensor(_items(cfg, standardizer, data), next(model.parameters()).device))
     out = torch.cat([model.reconstruct(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     return x.cpu().numpy(), out.float().cpu().numpy()
 
@@ -214,10 +223,10 @@ def anomalies(run: str | Path, data: str | None = None, *, score: str = "mse", c
     """
     from .anomaly import detect, score_items, threshold_at
 
-    model, cfg = load(run)
+    model, cfg, standardizer = _open(run)
     device = next(model.parameters()).device
     splits = load_splits(cfg.data)
-    items, train = (splits.test if data is None else input_data(run, data)), splits.train
+    items, train = (splits.test if data is None else _items(cfg, standardizer, data)), splits.train
     train_scores = score_items(model, as_tensor(train, device), score, samples, seed)
     scores = score_items(model, as_tensor(items, device), score, samples, seed)
     normal = cfg.data.normal_class if normal_class is None else normal_class

@@ -19,7 +19,7 @@ from .config import RunConfig
 from .data import Splits, load_splits
 from .errors import VaekitError
 from .runs import atomic_write
-from .training import as_tensor, evaluate_terms, model_input
+from .training import as_tensor, model_input
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.html"

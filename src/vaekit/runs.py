@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -225,7 +224,3 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     return int(metadata["epoch"]), json.loads(metadata.get("best_val_loss", "null"))
-
-
-def standardizer_arrays(s: Standardizer | None) -> dict[str, np.ndarray]:
-    return {} if s is None else {"mean": s.mean, "std": s.std}

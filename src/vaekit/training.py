@@ -23,7 +23,6 @@ from .data import ArrayData, Splits, load_splits
 from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
 from .models import build_model
-from .models.likelihoods import LIKELIHOODS
 from .objectives import kl_weight, lr_factor, training_objective
 
 TERMS = ("loss", "recon", "kl")
