@@ -182,12 +182,17 @@ def reconstruct(run: str | Path, n: int = 8, data: str | None = None) -> tuple[n
 
 
 @torch.no_grad()
-def encode(run: str | Path, data: str | None = None, *, batch_size: int = 2000) -> np.ndarray:
-    """Codes of the items: posterior means for a VAE, the code for an AE: (N, L) float32."""
+def encode(run: str | Path, data: str | None = None, *, items: ArrayData | None = None,
+           batch_size: int = 2000) -> np.ndarray:
+    """Codes of the items: posterior means for a VAE, the code for an AE: (N, L) float32.
+
+    ``items`` (from ``input_data``) skips loading ``data`` again.
+    """
     from .latent import posterior_means
 
     model, cfg, standardizer = _open(run)
-    x = as_tensor(_items(cfg, standardizer, data), next(model.parameters()).device)
+    items = items if items is not None else _items(cfg, standardizer, data)
+    x = as_tensor(items, next(model.parameters()).device)
     return posterior_means(model, x, batch_size)
 
 

@@ -287,7 +287,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from .runs import atomic_write
 
     items = api.input_data(args.run, args.input)
-    codes = api.encode(args.run, args.input).astype(args.dtype)
+    codes = api.encode(args.run, items=items).astype(args.dtype)
     buf = io.BytesIO()
     if out.suffix == ".npz":
         np.savez(buf, codes=codes, **({"y": items.y} if items.y is not None else {}))
