@@ -96,7 +96,8 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
 
     monkeypatch.setattr(VAE, "loss", poisoned)
     run = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--epochs", "5", "--run-dir", str(run), "--quiet"]) == 2
+    assert main(["train", "--dataset", "digits", "--epochs", "5", "--batch-size", "128", "--run-dir", str(run),
+                 "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "diverged" in err and "epoch 2" in err and "checkpoint of epoch 1" in err and "--lr" in err

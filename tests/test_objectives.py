@@ -133,4 +133,4 @@ def test_cosine_lr_schedule():
     assert lr_factor(cfg, 1.0) == pytest.approx(1.0)
     assert lr_factor(cfg, 6.0) == pytest.approx(0.5)
     assert lr_factor(cfg, 11.0) == pytest.approx(0.0, abs=1e-9)
-    assert lr_factor(TrainConfig(), 3.0) == 1.0
+    assert lr_factor(TrainConfig(lr_schedule="constant"), 3.0) == 1.0

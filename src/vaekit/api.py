@@ -114,11 +114,14 @@ def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") 
 
 
 def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_size: int = 1000,
-             nll: bool = False, k: int = 5000, progress: bool = False) -> dict[str, float]:
+             nll: bool = False, k: int = 5000, precision: str = "auto", progress: bool = False) -> dict[str, float]:
     """Mean per-sample negative ELBO (``loss``), reconstruction and KL on the run's test split (or ``data``).
 
     With ``nll``, also the importance-sampled estimate of -log p(x) with ``k`` samples per item (seeded):
     ``nll`` (nats per item), its standard error over items ``nll_stderr``, and ``bits_per_dim``.
+    ``precision`` of the NLL's network passes: "auto" (bf16 autocast where the hardware has it; log-weights
+    in fp32, their log-mean-exp in fp64), "bf16" or "fp32". On MNIST, bf16 moved the estimate by 0.003 nats
+    and halved its time (bench/README.md). The ELBO terms are always computed in fp32.
     With ``binarize="dynamic"`` runs, the test items are binarized once with the seed, as in Burda et al.
     """
     model, cfg, standardizer = _open(run)
@@ -130,30 +133,41 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
     terms = evaluate_terms(model, x, batch_size, seed=seed)
     result = {**terms, "n": len(items)}
     if nll:
-        result.update(_nll(model, x, k, seed, progress))
+        result.update(_nll(model, x, k, seed, precision, progress))
     return result
 
 
-def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, progress: bool) -> dict[str, float]:
+def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: str, progress: bool
+         ) -> dict[str, float]:
     from tqdm.auto import tqdm
 
     from .objectives import importance_sampled_nll
+    from .training import bf16_supported
 
     if not hasattr(model, "encode"):
         raise VaekitError("--nll needs a VAE (a plain autoencoder defines no likelihood p(x))")
     if k < 1:
         raise VaekitError(f"--k must be at least 1, got {k}")
+    if precision not in ("auto", "bf16", "fp32"):
+        raise VaekitError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(x.device))
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    per_batch = max(1, 20_000 // min(k, 1000))  # items a batch: about 20k decoder rows at a time
+    # Each pass decodes items x samples rows. ~5,000 rows keep the (rows, D) logits in the CPU's caches
+    # between the matmul and the softplus that reads them: 1.4x faster than 20,000 rows on MNIST.
+    per_batch = max(1, 20_000 // min(k, 1000))  # items a batch
+    chunk = max(1, 5_000 // per_batch)  # samples a pass
     values = []
-    with tqdm(total=len(x), desc=f"log p(x), k={k}", unit="item", disable=not progress) as bar:
+    with tqdm(total=len(x), desc=f"log p(x), k={k}", unit="item", disable=not progress) as bar, \
+            torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, len(x), per_batch):
-            values.append(importance_sampled_nll(model.eval(), model_input(x[start:start + per_batch]), k, gen))
+            values.append(importance_sampled_nll(model.eval(), model_input(x[start:start + per_batch]), k, gen,
+                                                 chunk=chunk))
             bar.update(len(values[-1]))
     nll = torch.cat(values).cpu().numpy()
     dim = math.prod(x.shape[1:])
     return {"nll": float(nll.mean()), "nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1
-            else float("nan"), "bits_per_dim": float(nll.mean() / (dim * math.log(2))), "k": k}
+            else float("nan"), "bits_per_dim": float(nll.mean() / (dim * math.log(2))), "k": k,
+            "nll_precision": "bf16" if bf16 else "fp32"}
 
 
 @torch.no_grad()

@@ -74,10 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", choices=["mlp", "conv"], help="mlp (default) or conv (images)")
     t.add_argument("--conv-channels", type=_int_tuple, help="conv channels of the stride-2 layers, e.g. 32,64")
     t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--batch-size", type=int, help="global batch (default: the architecture's recipe; mlp 512, conv 128)")
     t.add_argument("--optimizer", choices=["adam", "rmsprop"])
-    t.add_argument("--lr", type=float)
-    t.add_argument("--lr-schedule", choices=["constant", "cosine"], help="cosine: warm-up then cosine decay")
+    t.add_argument("--lr", type=float, help="learning rate (default: the architecture's recipe; mlp 1.5e-2, conv 1e-3)")
+    t.add_argument("--lr-schedule", choices=["constant", "cosine"],
+                   help="cosine: linear warm-up over --warmup-epochs, then cosine decay to 0 (default: mlp cosine, "
+                        "conv constant)")
+    t.add_argument("--warmup-epochs", type=float, help="epochs of linear lr warm-up of the cosine schedule (2)")
+    t.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the training step (10-18%% faster MNIST epochs after seconds of compiling)")
     t.add_argument("--seed", type=int)
     t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
     t.add_argument("--beta", type=float, help="KL weight (beta-VAE); default 1")
@@ -101,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--nll", action="store_true", help="importance-sampled estimate of -log p(x)")
     e.add_argument("--k", type=int, default=5000, help="importance samples per item for --nll (default 5000)")
+    e.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="--nll network passes: auto is bf16 where the CPU/GPU has it (0.003 nats from fp32 on MNIST)")
 
     s = _run_command(sub, "sample", "decode new items from the prior (augmentation)", cmd_sample,
                      out="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)")
@@ -183,7 +190,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             latent_dim=args.latent_dim, likelihood=args.likelihood, epochs=args.epochs,
             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
             beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
-            max_minutes=args.max_minutes, lr_schedule=args.lr_schedule,
+            max_minutes=args.max_minutes, lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
+            compile=args.compile,
             precision=args.precision)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
@@ -192,7 +200,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    result = api.evaluate(args.run, args.input, seed=args.seed, nll=args.nll, k=args.k, progress=not args.json)
+    result = api.evaluate(args.run, args.input, seed=args.seed, nll=args.nll, k=args.k, precision=args.precision,
+                          progress=not args.json)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -200,7 +209,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
           f"+ kl {result['kl']:.3f}")
     if args.nll:
         print(f"-log p(x) ~= {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats "
-              f"({result['bits_per_dim']:.4f} bits/dim), importance sampling with k = {result['k']}")
+              f"({result['bits_per_dim']:.4f} bits/dim), importance sampling with k = {result['k']} "
+              f"({result['nll_precision']} network passes)")
     return 0
 
 

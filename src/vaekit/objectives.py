@@ -48,9 +48,7 @@ def log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | Non
     z = mu + std * eps
     log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)  # (K, B)
     log_pz = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)  # (K, B)
-    flat_target = target.unsqueeze(0).expand(k, *target.shape).flatten(0, 1)  # (K*B, ...)
-    log_px = -model.recon_nll(z.flatten(0, 1).to(x.dtype if x.is_floating_point() else torch.float32),
-                              flat_target).view(k, -1)  # (K, B)
+    log_px = -model.recon_nll(z, target)  # (K, B); the target broadcasts over the K samples
     return log_px + log_pz - log_q
 
 
@@ -60,7 +58,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator: torch.Generator | None
     return torch.logsumexp(log_weights(model, x, k, generator, target), dim=0) - math.log(k)
 
 
-def training_objective(model, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float
+def training_objective(model, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor
                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(scalar to minimise, per-item terms to log). The logged ``loss`` is the honest one-sample negative
     ELBO, as in validation, whatever beta, warm-up, free bits or the IWAE bound do to the objective."""

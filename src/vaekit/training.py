@@ -7,6 +7,8 @@ on the device and read back only when the progress bar is refreshed.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -18,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed, runs
-from .config import RunConfig
+from .config import DEFAULT_RECIPES, RunConfig
 from .data import ArrayData, Splits, load_splits
 from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
@@ -26,7 +28,7 @@ from .models import build_model
 from .objectives import kl_weight, lr_factor, training_objective
 
 TERMS = ("loss", "recon", "kl")
-DEFAULT_BATCH_SIZE = 128
+MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves down to 128 on small data
 PROGRESS_EVERY = 25  # steps between progress-bar refreshes (each one is a device sync)
 
 
@@ -73,7 +75,8 @@ def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
 
 
 def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
-    """Fill in what the data decides: input shape, likelihood ("auto"), number of epochs (None)."""
+    """Fill in what the data decides: input shape, likelihood ("auto"), number of epochs (None), and the
+    architecture's recipe for a batch size, learning rate and schedule left at None."""
     train = splits.train
     likelihood = cfg.model.likelihood
     if likelihood == "auto":
@@ -92,8 +95,12 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
                           "or --kl-warmup")
     if cfg.data.binarize == "dynamic" and likelihood != "bernoulli":
         raise VaekitError(f"--binarize dynamic needs data in [0, 1]; {train.name} is real-valued")
-    if t.lr_schedule not in ("constant", "cosine") or t.lr <= 0:
-        raise VaekitError(f"lr must be > 0 and lr_schedule constant or cosine; got {t.lr}, {t.lr_schedule!r}")
+    recipe = DEFAULT_RECIPES.get(cfg.model.arch, DEFAULT_RECIPES["mlp"])
+    lr = recipe["lr"] if t.lr is None else t.lr
+    lr_schedule = recipe["lr_schedule"] if t.lr_schedule is None else t.lr_schedule
+    if lr_schedule not in ("constant", "cosine") or lr <= 0 or t.warmup_epochs < 0:
+        raise VaekitError(f"lr must be > 0, lr_schedule constant or cosine and warmup_epochs >= 0; got {lr}, "
+                          f"{lr_schedule!r}, {t.warmup_epochs}")
     if cfg.model.model == "ae" and (t.iw_samples > 1 or t.beta != 1 or t.free_bits or t.kl_warmup):
         raise VaekitError("beta, --kl-warmup, --free-bits and --iw-samples apply to the VAE, not --model ae")
     if cfg.data.noise:
@@ -107,7 +114,10 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
                         "Bernoulli likelihood's [0, 1]; use --likelihood gaussian or rescale the data")
     batch_size = cfg.train.batch_size
     if batch_size is None:
-        batch_size = min(DEFAULT_BATCH_SIZE, len(train))
+        batch_size = recipe["batch_size"]
+        while batch_size > MIN_DEFAULT_BATCH and len(train) / batch_size < MIN_STEPS_PER_EPOCH:
+            batch_size //= 2  # small data: keep ~100 steps an epoch, so "epochs" means the same amount of training
+        batch_size = min(batch_size, len(train))
     if batch_size < 1:
         raise VaekitError(f"batch size must be at least 1, got {batch_size}")
     if batch_size > len(train):
@@ -120,7 +130,22 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if epochs < 1:
         raise VaekitError(f"epochs must be at least 1, got {epochs}")
     return replace(cfg, model=replace(cfg.model, input_shape=train.item_shape, likelihood=likelihood),
-                   train=replace(cfg.train, epochs=epochs, batch_size=batch_size))
+                   train=replace(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule))
+
+
+def compiler_available(device: torch.device) -> bool:
+    """Whether torch.compile's default backend can build kernels here: a C++ compiler on CPU, Triton on CUDA."""
+    if device.type == "cuda":
+        from torch.utils._triton import has_triton
+        return has_triton()
+    return device.type == "cpu" and any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++"))
+
+
+def check_compile(device: torch.device) -> None:
+    """--compile needs a backend that can build kernels here; say so before training starts."""
+    if not compiler_available(device):
+        raise VaekitError(f"--compile needs {'Triton' if device.type == 'cuda' else 'a C++ compiler (g++)'} "
+                          f"on {device.type}; train without --compile")
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
@@ -178,7 +203,7 @@ class Objective(torch.nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, noisy: torch.Tensor, clean: torch.Tensor, weight: float):
+    def forward(self, noisy: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor):
         return training_objective(self.model, noisy, clean, self.cfg.train, weight)
 
 
@@ -208,6 +233,11 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     objective = Objective(model, cfg)
     if distributed.world()[1] > 1:
         objective = torch.nn.parallel.DistributedDataParallel(objective)
+    if cfg.train.compile:
+        # Measured on MNIST (784-400-20, batch 512, bf16): epochs 10-18% faster, after 2 s (cached) to 25 s of
+        # compiling. dynamic=False: the short last batch gets its own static graph, every other step stays static.
+        check_compile(device)
+        objective = torch.compile(objective, dynamic=False)
     x_train, x_val = as_tensor(splits.train, device), as_tensor(splits.val, device)
     steps_per_epoch = math.ceil(len(x_train) / cfg.train.batch_size)
     bar = tqdm(total=steps_per_epoch * cfg.train.epochs, initial=steps_per_epoch * start_epoch,
@@ -310,7 +340,8 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
         for group in optimizer.param_groups:
             group["lr"] = cfg.train.lr * lr_factor(cfg.train, progress)
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-            loss, terms = objective(noisy, clean, kl_weight(cfg.train, progress))
+            # the weight goes in as a tensor: a changing Python float would recompile a compiled step
+            loss, terms = objective(noisy, clean, torch.tensor(kl_weight(cfg.train, progress), device=x.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip:

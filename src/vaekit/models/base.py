@@ -28,8 +28,10 @@ class LatentModel(nn.Module):
         return self.likelihood.mean(self.decode(z).float()).view(-1, *self.input_shape)
 
     def recon_nll(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """-log p(target | z) summed over dimensions, in fp32: (B, L), (B, ...) -> (B,)."""
-        return -self.likelihood.log_prob(self.decode(z).float(), target.flatten(1).float())
+        """-log p(target | z) summed over dimensions, in fp32: z (B, L) or (K, B, L), target (B, ...) -> (B,)
+        or (K, B). With K samples per item the target broadcasts over them; it is never copied K times."""
+        params = self.decode(z.flatten(0, -2)).float().view(*z.shape[:-1], -1)  # (..., D)
+        return -self.likelihood.log_prob(params, target.flatten(1).float())
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """A deterministic code for each item: (B, ...) -> (B, L)."""

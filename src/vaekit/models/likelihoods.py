@@ -19,8 +19,12 @@ class Bernoulli(nn.Module):
     name = "bernoulli"
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Sum over dimensions of log p(x|z); (B, D), (B, D) -> (B,). Stable on logits."""
-        return -F.binary_cross_entropy_with_logits(params, x, reduction="none").sum(-1)
+        """Sum over dimensions of log p(x|z): logits (..., D), x broadcastable to them -> (...).
+
+        log p = x l - log(1 + e^l) = x l - softplus(l), stable for any logit. ``x`` (B, D) broadcasts over
+        the samples of (K, B, D) logits, so importance sampling never makes K copies of the data.
+        """
+        return (params * x).sum(-1) - F.softplus(params).sum(-1)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
@@ -42,7 +46,8 @@ class Gaussian(nn.Module):
             self.register_buffer("log_sigma", log_sigma)
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        # log N(x; m, s^2) = -0.5 ((x - m) / s)^2 - log s - 0.5 log(2 pi), summed over D: (B, D) -> (B,)
+        # log N(x; m, s^2) = -0.5 ((x - m) / s)^2 - log s - 0.5 log(2 pi), summed over D: (..., D) -> (...),
+        # x broadcast like Bernoulli's
         log_sigma = self.log_sigma.float()
         if isinstance(self.log_sigma, nn.Parameter):
             log_sigma = log_sigma.clamp(min=LOG_SIGMA_MIN)
