@@ -19,8 +19,18 @@ demo: $(BIN)/.installed  ## train the default VAE on the embedded digits and wri
 test: $(BIN)/.installed  ## the whole test suite
 	$(BIN)/python -m pytest -q
 
-bench: $(BIN)/.installed  ## benchmarks (minutes; not part of the tests)
-	$(BIN)/python bench/epoch_speed.py
+# The benchmark environment: the product plus pythae, a benchmark-only reference. torch is installed first
+# and pinned, so pythae's "torch>=1.10" is already met and pip leaves it alone (checked below).
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH)
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -e . pythae==0.1.2
+	$(BENCH_VENV)/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $@
+
+bench: $(BENCH_VENV)/.installed  ## speed suite: vaekit vs the PyTorch example vs pythae (minutes; not in the tests)
+	$(BENCH_VENV)/bin/python bench/speed.py
 
 clean:
-	rm -rf $(VENV) src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(BENCH_VENV) src/*.egg-info .pytest_cache

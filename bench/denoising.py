@@ -43,7 +43,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             run = Path(tmp) / "run"
             vaekit.train(dataset="mnist", data_dir=args.data_dir, model=args.model, noise=noise, epochs=args.epochs,
-                         run_dir=run, progress=False, pictures=False)
+                         run_dir=run, progress=False, pictures=False,
+                         batch_size=128, lr=1e-3, lr_schedule="constant")  # the settings of bench/README.md's figures
             np.savez(Path(tmp) / "noisy.npz", x=noisy)
             _, denoised = vaekit.denoise(run, f"npz:{Path(tmp) / 'noisy.npz'}")
         rows[noise] = {"noisy": psnr(noisy, clean), "median3x3": psnr(median, clean), args.model: psnr(denoised, clean)}

@@ -40,7 +40,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 run = Path(tmp) / "run"
                 vaekit.train(dataset="mnist", data_dir=args.data_dir, model=model, hidden=hidden, latent_dim=dim,
-                             epochs=args.epochs, run_dir=run, progress=False, pictures=False)
+                             epochs=args.epochs, run_dir=run, progress=False, pictures=False,
+                             batch_size=128, lr=1e-3, lr_schedule="constant")  # bench/README.md's figures' settings
                 codes = vaekit.encode(run)  # test split
                 recon = vaekit.decode(run, codes).reshape(len(test), -1)
             rows[dim][model] = float(((recon - test) ** 2).mean())

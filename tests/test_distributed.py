@@ -40,7 +40,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
 def test_a_two_process_checkpoint_resumes_in_one_process_and_back(tmp_path):
     run = tmp_path / "run"
-    assert _torchrun(2, "--dataset", "digits", "--epochs", "2", "--run-dir", str(run)).returncode == 0
+    done = _torchrun(2, "--dataset", "digits", "--epochs", "2", "--run-dir", str(run))
+    assert done.returncode == 0, done.stderr
     vaekit.resume(run, epochs=3, progress=False, pictures=False)
     done = _torchrun(2, "--resume", str(run), "--epochs", "4")
     assert done.returncode == 0, done.stderr

@@ -48,6 +48,24 @@ def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
     assert resumed.test["loss"] == pytest.approx(straight.test["loss"], rel=1e-6)
 
 
+def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
+    from vaekit.data import load_splits
+    from vaekit.training import as_tensor, evaluate_terms
+
+    # a high constant learning rate makes the validation loss wobble: here its minimum is not the last epoch
+    result = vaekit.train(dataset="digits", epochs=28, lr=3e-2, lr_schedule="constant", run_dir=tmp_path / "r",
+                          progress=False)
+    val = [m["val_loss"] for m in result.metrics]
+    best_epoch = int(np.argmin(val)) + 1
+    assert best_epoch < 28
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["best_epoch"] == best_epoch
+    model, cfg, _ = runs.load_model(tmp_path / "r")
+    again = evaluate_terms(model, as_tensor(load_splits(cfg.data).val, torch.device("cpu")), seed=cfg.train.seed)
+    assert again["loss"] == pytest.approx(min(val), rel=1e-6)
+    # the test figures of the run are those of the saved (best) weights
+    assert result.test["loss"] == pytest.approx(vaekit.evaluate(tmp_path / "r")["loss"], rel=1e-6)
+
+
 def test_same_seed_gives_identical_metrics(tmp_path):
     a = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "a", progress=False, pictures=False)
     b = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "b", progress=False, pictures=False)

@@ -227,7 +227,8 @@ def write_report(run_dir: str | Path) -> Path:
                      f"({pictures['knn5_space']}; fit on train, scored on test)"))
     if "manifold_scan" in pictures:
         rows.append(("manifold scans", pictures["manifold_scan"]))
-    for key, label in (("epochs", "epochs"), ("wall_seconds", "training wall time (s)"),
+    for key, label in (("epochs", "epochs"), ("best_epoch", "epoch of the saved model (best validation loss)"),
+                       ("wall_seconds", "training wall time (s)"),
                        ("mean_epoch_seconds", "mean epoch time (s)"), ("device", "device"), ("torch", "torch")):
         if summary.get(key) is not None:
             value = summary[key]

@@ -191,6 +191,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     return model.to(device).eval(), cfg, standardizer
 
 
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load a model file's weights into ``model`` in place (same architecture), on the model's device."""
+    tensors, _ = read_safetensors(path)
+    device = next(model.parameters()).device
+    model.load_state_dict({k[len("model."):]: v.to(device) for k, v in tensors.items() if k.startswith("model.")})
+
+
 # --- checkpoints ---------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
