@@ -66,6 +66,15 @@ def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
     assert result.test["loss"] == pytest.approx(vaekit.evaluate(tmp_path / "r")["loss"], rel=1e-6)
 
 
+def test_patience_stops_after_epochs_without_a_better_validation_loss(tmp_path, capsys):
+    from vaekit.cli import main
+    assert main(["train", "--dataset", "digits", "--epochs", "28", "--lr", "3e-2", "--lr-schedule", "constant",
+                 "--patience", "2", "--run-dir", str(tmp_path / "r"), "--no-plots"]) == 0
+    best = [m["best"] for m in runs.read_metrics(tmp_path / "r")]
+    assert len(best) < 28 and best[-3:] == [True, False, False]
+    assert "stopping after epoch" in capsys.readouterr().out
+
+
 def test_same_seed_gives_identical_metrics(tmp_path):
     a = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "a", progress=False, pictures=False)
     b = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "b", progress=False, pictures=False)

@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kl-warmup", type=float, help="epochs to ramp the KL weight from 0 to beta")
     t.add_argument("--free-bits", type=float, help="nats per latent dim the KL may keep for free")
     t.add_argument("--iw-samples", type=int, help="train on the IWAE bound with K importance samples")
+    t.add_argument("--patience", type=_positive,
+                   help="early stopping: stop after N epochs without a better validation loss")
     t.add_argument("--max-minutes", type=float, help="wall-clock budget: stop after the epoch that crosses it")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
@@ -191,7 +193,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
             beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
             max_minutes=args.max_minutes, lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-            compile=args.compile,
+            compile=args.compile, patience=args.patience,
             precision=args.precision)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())

@@ -86,6 +86,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if t.beta < 0 or t.kl_warmup < 0 or t.free_bits < 0 or t.iw_samples < 1:
         raise VaekitError(f"beta, kl_warmup and free_bits must be >= 0 and iw_samples >= 1; got beta {t.beta}, "
                           f"kl_warmup {t.kl_warmup}, free_bits {t.free_bits}, iw_samples {t.iw_samples}")
+    if t.patience is not None and t.patience < 1:
+        raise VaekitError(f"--patience must be at least 1 epoch, got {t.patience}")
     if t.grad_clip is not None and t.grad_clip <= 0:
         raise VaekitError(f"--grad-clip must be > 0, got {t.grad_clip}")
     if cfg.model.gaussian_sigma <= 0:
@@ -251,6 +253,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     # epochs grew from 1.1 s to 1.5 s on MNIST without this. Values below 1.2e-38 are flushed to zero.
     torch.set_flush_denormal(True)
     budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
+    since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
             if distributed.broadcast(time.monotonic() > budget_ends):  # all ranks stop together
@@ -263,8 +266,13 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
                 raise TrainingDiverged(f"{e}; {run_dir} keeps the checkpoint of epoch {epoch - 1}. Try a lower "
                                        f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
             if distributed.is_main():
+                previous = best
                 best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best, started)
+                since_best = 0 if previous is None or best is None or best < previous else since_best + 1
                 bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}", refresh=False)
+            if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
+                bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
+                break
     finally:
         bar.close()
         torch.set_flush_denormal(False)
@@ -300,6 +308,12 @@ def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer:
     if improved:
         runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer)
     return best
+
+
+def _epochs_since_best(run_dir: Path) -> int:
+    """Epochs logged after the last one that wrote the model file (early stopping across a resume)."""
+    flags = [m.get("best", True) for m in runs.read_metrics(run_dir)]
+    return len(flags) - 1 - max((i for i, b in enumerate(flags) if b), default=-1)
 
 
 def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, device: torch.device
