@@ -69,11 +69,11 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget: stop after the epoch that crosses it
     patience: int | None = None  # early stopping: stop after this many epochs without a better validation loss
     precision: str = "auto"  # "fp32", "bf16" (autocast; losses in fp32), or "auto": bf16 where the hardware has it
-    compile: bool = False  # torch.compile the training step (~10-18% faster MNIST epochs after ~2-6 s of compiling)
+    compile: bool = False  # torch.compile the training step (10-25% faster MNIST epochs after 2-25 s of compiling)
 
 
 # Training settings an architecture gets when batch_size, lr or lr_schedule are not given.
-# mlp, measured on MNIST with the 784-400-20 VAE over 10 epochs (bench/README.md, "default recipe"): batch 512
+# mlp, measured on MNIST with the 784-400-20 VAE over 10 epochs (bench/README.md, speed suite): batch 512
 # with a 2-epoch warm-up to 1.5e-2 and cosine decay reaches test loss 104.4-104.5 at ~0.5-0.65 s/epoch, where
 # batch 128 at a constant 1e-3 (the PyTorch example) reaches 105.6 at ~1.2 s/epoch. Deeper MLPs did worse with it
 # over 10 epochs (512-256-32: 108.4 against 104.6); pass --batch-size 128 --lr 1e-3 --lr-schedule constant there.

@@ -240,7 +240,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     if distributed.world()[1] > 1:
         objective = torch.nn.parallel.DistributedDataParallel(objective)
     if cfg.train.compile:
-        # Measured on MNIST (784-400-20, batch 512, bf16): epochs 10-18% faster, after 2 s (cached) to 25 s of
+        # Measured on MNIST (784-400-20, batch 512, bf16): epochs 10-25% faster, after 2 s (cached) to 25 s of
         # compiling. dynamic=False: the short last batch gets its own static graph, every other step stays static.
         check_compile(device)
         objective = torch.compile(objective, dynamic=False)
