@@ -179,7 +179,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
         model = build_model(cfg.model)
     except (VaekitError, json.JSONDecodeError, TypeError) as e:
         raise RunError(f"{path}: its config cannot rebuild a model ({e})") from None
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    weights = _model_weights(tensors)
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as e:
@@ -191,11 +191,16 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     return model.to(device).eval(), cfg, standardizer
 
 
+def _model_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict out of a model or checkpoint file's tensors (stored under "model.")."""
+    return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 def load_weights(path: Path, model: torch.nn.Module) -> None:
     """Load a model file's weights into ``model`` in place (same architecture), on the model's device."""
     tensors, _ = read_safetensors(path)
     device = next(model.parameters()).device
-    model.load_state_dict({k[len("model."):]: v.to(device) for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict({k: v.to(device) for k, v in _model_weights(tensors).items()})
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -220,7 +225,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Restore weights, optimiser and RNG state in place; returns (epoch, best validation loss)."""
     tensors, metadata = read_safetensors(path)
     device = next(model.parameters()).device
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    model.load_state_dict(_model_weights(tensors))
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):
