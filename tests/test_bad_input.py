@@ -263,3 +263,13 @@ def test_malformed_input(case, build, expected, tmp_path, shared_data, digits_ru
 
 def test_corpus_size():
     assert len(CASES) >= 30
+
+
+def test_compile_without_a_compiler_is_one_line_and_leaves_no_run_folder(tmp_path, monkeypatch, capsys):
+    from vaekit import training
+    from vaekit.cli import main
+    monkeypatch.setattr(training, "compiler_available", lambda device: False)
+    assert main(["train", "--dataset", "digits", "--compile", "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--compile needs a C++ compiler" in err
+    assert not (tmp_path / "r").exists()
