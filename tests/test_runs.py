@@ -75,6 +75,19 @@ def test_patience_stops_after_epochs_without_a_better_validation_loss(tmp_path, 
     assert "stopping after epoch" in capsys.readouterr().out
 
 
+def test_time_budget_is_a_cap_and_the_run_is_complete(tmp_path, capsys):
+    from vaekit.cli import main
+    budget_s = 3.0
+    assert main(["train", "--dataset", "digits", "--epochs", "100000", "--max-minutes", str(budget_s / 60),
+                 "--run-dir", str(tmp_path / "r"), "--no-plots"]) == 0
+    metrics = runs.read_metrics(tmp_path / "r")
+    spent = sum(m["seconds"] for m in metrics)
+    # an epoch starts only if one as long as the last still fits; digits epochs are ~0.05 s
+    assert 1 < len(metrics) < 100000 and budget_s / 2 < spent <= budget_s + 2 * max(m["seconds"] for m in metrics)
+    assert "budget is spent" in capsys.readouterr().out
+    assert (tmp_path / "r" / "summary.json").is_file() and (tmp_path / "r" / "model.safetensors").is_file()
+
+
 def test_same_seed_gives_identical_metrics(tmp_path):
     a = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "a", progress=False, pictures=False)
     b = vaekit.train(dataset="digits", epochs=2, seed=7, run_dir=tmp_path / "b", progress=False, pictures=False)

@@ -66,7 +66,7 @@ class TrainConfig:
     kl_warmup: float = 0.0  # epochs over which the KL weight ramps from 0 to beta
     free_bits: float = 0.0  # nats per latent dim below which the KL is not pushed down (0: off)
     iw_samples: int = 1  # K > 1 trains on the IWAE bound with K importance samples
-    max_minutes: float | None = None  # wall-clock budget: stop after the epoch that crosses it
+    max_minutes: float | None = None  # wall-clock cap: an epoch starts only if one as long as the last fits
     patience: int | None = None  # early stopping: stop after this many epochs without a better validation loss
     precision: str = "auto"  # "fp32", "bf16" (autocast; losses in fp32), or "auto": bf16 where the hardware has it
     compile: bool = False  # torch.compile the training step (10-25% faster MNIST epochs after 2-25 s of compiling)

@@ -255,9 +255,11 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     torch.set_flush_denormal(True)
     budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
+    last_epoch_seconds = 0.0
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
-            if distributed.broadcast(time.monotonic() > budget_ends):  # all ranks stop together
+            # the budget is a cap: an epoch starts only if one as long as the last still fits
+            if distributed.broadcast(time.monotonic() + last_epoch_seconds > budget_ends):  # all ranks stop together
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
             started = time.perf_counter()
@@ -271,6 +273,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
                 best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best, started)
                 since_best = 0 if previous is None or best is None or best < previous else since_best + 1
                 bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}", refresh=False)
+            last_epoch_seconds = time.perf_counter() - started
             if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
                 bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
                 break
