@@ -268,11 +268,21 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
             except TrainingDiverged as e:
                 raise TrainingDiverged(f"{e}; {run_dir} keeps the checkpoint of epoch {epoch - 1}. Try a lower "
                                        f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
+            failure = None
             if distributed.is_main():
                 previous = best
-                best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best, started)
+                try:
+                    best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best,
+                                      started)
+                except Exception as e:  # e.g. a full disk: the other ranks must not wait for rank 0 forever
+                    failure = e
                 since_best = 0 if previous is None or best is None or best < previous else since_best + 1
                 bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}", refresh=False)
+            message = distributed.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}")
+            if failure is not None:
+                raise failure
+            if message is not None:
+                raise VaekitError(f"rank 0 stopped in epoch {epoch}: {message}")
             last_epoch_seconds = time.perf_counter() - started
             if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
                 bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
