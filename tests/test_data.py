@@ -100,6 +100,17 @@ def test_csv_is_standardised_by_the_training_split(tmp_path):
     assert splits.standardizer is not None and np.allclose(splits.standardizer.mean, values.mean(0), atol=0.5)
 
 
+def test_csv_labels_may_be_integers_or_class_names(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,label,b\n1,3,2\n4,7,5\n6,3,7\n")
+    data = load_data(f"csv:{path}")
+    assert data.y.tolist() == [3, 7, 3] and data.class_names is None and data.x.tolist() == [[1, 2], [4, 5], [6, 7]]
+    path.write_text("a,label,b\n1,normal,2\n4,attack,5\n6,normal,7\n8,1.5,9\n")
+    data = load_data(f"csv:{path}")
+    assert data.class_names == ("1.5", "attack", "normal") and data.y.tolist() == [2, 1, 2, 0]
+    assert data.x.tolist() == [[1, 2], [4, 5], [6, 7], [8, 9]]
+
+
 @pytest.mark.parametrize("text, message", [
     ("a,b\n1,x\n", "row 2, column 'b' is not a number"),
     ("a,b\n1,\n", "row 2, column 'b' is empty"),

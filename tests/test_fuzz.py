@@ -62,7 +62,7 @@ def test_csv_gives_finite_floats_or_a_clear_error(rows):
     text = "a,b,c,d\n" + "\n".join(",".join(r) for r in rows)
     out = _parse(read_csv, "w.csv", text.encode())
     if out is not None:
-        values, labels, names = out
+        values, labels, names, _ = out
         assert values.dtype == np.float32 and np.isfinite(values).all() and values.shape[1] == len(names)
 
 

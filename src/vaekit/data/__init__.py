@@ -184,8 +184,8 @@ def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
         x, y, names = read_image_folder(path, cfg.image_size, cfg.channels)
         return ArrayData(x, y, f"folder:{path}", names)
     if kind == "csv":
-        x, y, _ = read_csv(path)
-        return ArrayData(x, y, f"csv:{path}")
+        x, y, _, class_names = read_csv(path)
+        return ArrayData(x, y, f"csv:{path}", class_names)
     x, y = read_array_file(path)
     return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")
 

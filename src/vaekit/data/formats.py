@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import zlib
 from pathlib import Path
 
@@ -86,10 +87,14 @@ def _read_amat_slow(path: Path, data: bytes, width: int) -> np.ndarray:
     return out
 
 
-def read_csv(path: Path, label_column: str = "label") -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Parse a numeric CSV with a header. Returns (features (N, D) float32, labels or None, feature names).
+def read_csv(path: Path, label_column: str = "label"
+             ) -> tuple[np.ndarray, np.ndarray | None, list[str], tuple[str, ...] | None]:
+    """Parse a numeric CSV with a header. Returns (features (N, D) float32, labels (N,) int64 or None,
+    feature names, class names or None).
 
-    A column named ``label_column`` is kept aside as labels (for plots and evaluation only).
+    A column named ``label_column`` is kept aside as labels (for plots and evaluation only). Integer labels
+    are kept as they are; any other labels ("cat", "normal", 0.5) are classes 0, 1, ... in sorted order of
+    their text, and their names are returned.
     """
     text = read_bytes(path).decode("utf-8-sig", errors="replace")
     try:
@@ -107,7 +112,9 @@ def read_csv(path: Path, label_column: str = "label") -> tuple[np.ndarray, np.nd
         raise DataError(f"{path}: the first row is numeric; the CSV needs a header row of column names")
     except ValueError:
         pass
+    label_j = header.index(label_column) if label_column in header else None
     values = np.empty((len(rows) - 1, len(header)), np.float64)
+    label_cells = []
     for i, row in enumerate(rows[1:], 2):
         if len(row) != len(header):
             raise DataError(f"{path}: row {i} has {len(row)} cells, the header has {len(header)}")
@@ -115,6 +122,10 @@ def read_csv(path: Path, label_column: str = "label") -> tuple[np.ndarray, np.nd
             cell = cell.strip()
             if not cell:
                 raise DataError(f"{path}: row {i}, column {header[j]!r} is empty (missing value)")
+            if j == label_j:
+                label_cells.append(cell)
+                values[i - 2, j] = 0.0
+                continue
             try:
                 values[i - 2, j] = float(cell)
             except ValueError:
@@ -124,15 +135,27 @@ def read_csv(path: Path, label_column: str = "label") -> tuple[np.ndarray, np.nd
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
         raise DataError(f"{path}: row {i + 2}, column {header[j]!r} is not finite in float32 ({values[i, j]})")
-    labels = None
-    if label_column in header:
-        j = header.index(label_column)
-        labels = values[:, j].astype(np.int64)
-        values = np.delete(values, j, axis=1)
-        header = header[:j] + header[j + 1:]
+    labels, class_names = None, None
+    if label_j is not None:
+        labels, class_names = _labels_from_cells(label_cells)
+        values = np.delete(values, label_j, axis=1)
+        header = header[:label_j] + header[label_j + 1:]
     if values.shape[1] == 0:
         raise DataError(f"{path}: no feature columns")
-    return values.astype(np.float32), labels, header
+    return values.astype(np.float32), labels, header, class_names
+
+
+def _labels_from_cells(cells: list[str]) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Integer label cells as they are; otherwise classes numbered in sorted order of their text, with names."""
+    try:
+        numbers = [float(c) for c in cells]
+        if all(math.isfinite(v) and v.is_integer() and abs(v) < 2**62 for v in numbers):
+            return np.array(numbers, np.float64).astype(np.int64), None
+    except ValueError:
+        pass
+    names = tuple(sorted(set(cells)))
+    index = {name: k for k, name in enumerate(names)}
+    return np.array([index[c] for c in cells], np.int64), names
 
 
 def read_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
