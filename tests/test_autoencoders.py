@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -18,6 +19,20 @@ def denoiser(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "dae"
     vaekit.train(dataset="digits", model="ae", noise="gaussian:0.3", epochs=60, run_dir=run, progress=False)
     return run
+
+
+def test_a_denoisers_test_figures_are_for_corrupted_inputs_like_its_validation(denoiser):
+    from vaekit import runs
+    from vaekit.data import load_splits
+    from vaekit.training import as_tensor, evaluate_terms
+    summary = json.loads((denoiser / "summary.json").read_text())
+    corrupted = vaekit.evaluate(denoiser)
+    assert corrupted["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-6)
+    model, cfg, _ = runs.load_model(denoiser)
+    clean = evaluate_terms(model, as_tensor(load_splits(cfg.data).test, torch.device("cpu")))
+    assert clean["loss"] < corrupted["loss"] - 0.5  # clean inputs are easier: the figures were of those before
+    last_val = runs.read_metrics(denoiser)[-1]["val_loss"]
+    assert corrupted["loss"] == pytest.approx(last_val, rel=0.25)  # same task as the validation curve
 
 
 def test_denoised_output_is_closer_to_clean_than_the_noisy_input(denoiser, tmp_path, capsys):

@@ -125,6 +125,8 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
     in fp32, their log-mean-exp in fp64), "bf16" or "fp32". On MNIST, bf16 moved the estimate by 0.003 nats
     and halved its time (bench/README.md). The ELBO terms are always computed in fp32.
     With ``binarize="dynamic"`` runs, the test items are binarized once with the seed, as in Burda et al.
+    A denoiser's (a run trained with ``noise``) ELBO terms are for the items corrupted with that noise
+    (seeded) against the clean items, as in its training and validation; the NLL is of the clean items.
     """
     model, cfg, standardizer = _open(run)
     items = _items(cfg, standardizer, data)
@@ -132,7 +134,7 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
     if cfg.data.binarize == "dynamic":  # one fixed binarization of the test set, shared by both numbers
         gen = torch.Generator(device=x.device).manual_seed(seed)
         x = torch.bernoulli(model_input(x), generator=gen)
-    terms = evaluate_terms(model, x, batch_size, seed=seed)
+    terms = evaluate_terms(model, x, batch_size, seed=seed, noise=cfg.data.noise)
     result = {**terms, "n": len(items)}
     if nll:
         result.update(_nll(model, x, k, seed, precision, progress))

@@ -292,8 +292,9 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
         torch.set_flush_denormal(False)
     if distributed.is_main() and (run_dir / runs.MODEL_FILE).is_file():
         runs.load_weights(run_dir / runs.MODEL_FILE, model)  # the best epoch's weights, for the test and the result
-    test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed, binarize=cfg.data.binarize) \
-        if len(splits.test) and distributed.is_main() else {}
+    # a denoiser's test figures are, like its validation curve, for corrupted inputs and clean targets
+    test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed, binarize=cfg.data.binarize,
+                          noise=cfg.data.noise) if len(splits.test) and distributed.is_main() else {}
     return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir), test)
 
 
