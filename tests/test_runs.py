@@ -50,7 +50,7 @@ def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
 
 def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
     from vaekit.data import load_splits
-    from vaekit.training import as_tensor, evaluate_terms
+    from vaekit.training import as_tensor, autocast_dtype, evaluate_terms
 
     # a high constant learning rate makes the validation loss wobble: here its minimum is not the last epoch
     result = vaekit.train(dataset="digits", epochs=28, lr=3e-2, lr_schedule="constant", run_dir=tmp_path / "r",
@@ -60,7 +60,9 @@ def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
     assert best_epoch < 28
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["best_epoch"] == best_epoch
     model, cfg, _ = runs.load_model(tmp_path / "r")
-    again = evaluate_terms(model, as_tensor(load_splits(cfg.data).val, torch.device("cpu")), seed=cfg.train.seed)
+    x_val = as_tensor(load_splits(cfg.data).val, torch.device("cpu"))
+    # validation runs in the training precision (bf16 where the CPU has it)
+    again = evaluate_terms(model, x_val, seed=cfg.train.seed, autocast=autocast_dtype(cfg, x_val.device))
     assert again["loss"] == pytest.approx(min(val), rel=1e-6)
     # the test figures of the run are those of the saved (best) weights
     assert result.test["loss"] == pytest.approx(vaekit.evaluate(tmp_path / "r")["loss"], rel=1e-6)

@@ -186,10 +186,12 @@ def shuffled_batches(x: torch.Tensor, batch_size: int, seed: int) -> Iterator[to
 
 @torch.no_grad()
 def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1000, seed: int = 0,
-                   binarize: str = "none", noise: str | None = None) -> dict[str, float]:
+                   binarize: str = "none", noise: str | None = None, autocast: torch.dtype | None = None
+                   ) -> dict[str, float]:
     """Mean per-sample loss, reconstruction and KL over ``x`` (N, ...), one seeded z per item.
 
-    With ``noise``, the input is corrupted (seeded) and the clean items are the target.
+    With ``noise``, the input is corrupted (seeded) and the clean items are the target. With ``autocast``
+    (bf16), the network runs in it, as in training; the terms are summed in fp32/fp64 either way.
     """
     model.eval()
     gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -197,7 +199,8 @@ def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10
     for start in range(0, len(x), batch_size):
         clean = model_input(x[start:start + batch_size], binarize, gen)
         noisy = corrupt(clean, noise, gen) if noise else clean
-        terms = model.loss(noisy, gen, target=clean)
+        with torch.autocast(x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            terms = model.loss(noisy, gen, target=clean)
         sums += torch.stack([terms[k].sum() for k in TERMS]).double()
     return dict(zip(TERMS, (sums / max(len(x), 1)).tolist()))
 
@@ -302,8 +305,10 @@ def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer:
                splits: Splits, x_val: torch.Tensor, epoch: int, train_terms: dict[str, float], best: float | None,
                started: float) -> float | None:
     """Validate, then append the metrics and write the checkpoint and model (rank 0). Returns the best val loss."""
-    val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
-                               noise=cfg.data.noise) if len(x_val) else {}
+    # validation in the training precision (bf16 moved MNIST's validation loss by -0.004 nats; 0.08 -> 0.05 s of
+    # validation + checkpoint per epoch); it ranks epochs. The test figures are computed in fp32.
+    val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize, noise=cfg.data.noise,
+                               autocast=autocast_dtype(cfg, x_val.device)) if len(x_val) else {}
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or \
             not math.isfinite(val_terms.get("loss", 0.0)):  # e.g. an inf gradient in the epoch's last step
         raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}; {run_dir} keeps "
