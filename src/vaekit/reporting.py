@@ -147,13 +147,21 @@ def plot_interpolation(run: LoadedRun, i: int = 0, j: int = 1, steps: int = 10, 
     return {"interpolation": [i, j, steps]}
 
 
+def _shown_test_items(run: LoadedRun, n: int = 8) -> torch.Tensor:
+    """n test items for a picture, drawn at random (seeded): the split keeps file order, so its first items
+    can all be one class (an image folder's first sub-folder)."""
+    test = run.tensor("test")
+    index = np.sort(np.random.default_rng(0).choice(len(test), min(n, len(test)), replace=False))
+    return model_input(test[torch.from_numpy(index).to(test.device)])
+
+
 def plot_grids(run: LoadedRun) -> None:
     """``samples.png`` (8x8 from the prior) and ``reconstructions.png`` (8 test originals above reconstructions)."""
     gen = torch.Generator(device=run.device).manual_seed(0)
     z = latent.prior_codes(run.model, 64, gen, run.tensor("train") if run.cfg.model.model == "ae" else None)
     with torch.no_grad():
         plots.save_grid(run.run_dir / "samples.png", run.model.decode_mean(z).float().cpu().numpy(), 8)
-        x = model_input(run.tensor("test")[:8])
+        x = _shown_test_items(run)
         recon = run.model.reconstruct(x).float().cpu().numpy()
     plots.save_grid(run.run_dir / "reconstructions.png", np.concatenate([x.float().cpu().numpy(), recon]), len(x))
 
@@ -163,7 +171,7 @@ def plot_denoising(run: LoadedRun) -> dict:
     """``denoising.png``: 8 test items corrupted with the run's noise, denoised, and clean."""
     from .data.transforms import corrupt
 
-    clean = model_input(run.tensor("test")[:8])
+    clean = _shown_test_items(run)
     noisy = corrupt(clean, run.cfg.data.noise, torch.Generator(device=run.device).manual_seed(0))
     out = run.model.reconstruct(noisy).float()
     plots.save_grid(run.run_dir / "denoising.png",
