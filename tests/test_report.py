@@ -94,3 +94,18 @@ def test_rgb_folder_pictures_are_colour(tmp_path):
     size, mode = _size(run / "samples.png")
     assert mode == "RGB" and size == grid_size(8, 8, 12, 12)
     assert _size(run / "manifold.png")[0] == grid_size(20, 20, 12, 12)
+
+
+def test_pictures_show_test_items_from_across_the_split_not_its_first_class(tmp_path):
+    from vaekit.reporting import _shown_test_items, load_run
+    for name, colour in (("a_red", (255, 0, 0)), ("b_blue", (0, 0, 255))):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for i in range(60):
+            Image.new("RGB", (8, 8), colour).save(tmp_path / "imgs" / name / f"{i}.png")
+    vaekit.train(dataset=f"folder:{tmp_path / 'imgs'}", epochs=1, run_dir=tmp_path / "r", progress=False,
+                 pictures=False)
+    run = load_run(tmp_path / "r")
+    assert run.splits.test.y[:8].tolist() == [0] * 8  # the split keeps file order: the first 8 are one class
+    shown = _shown_test_items(run)  # (8, 3, 8, 8) in [0, 1]
+    red = shown[:, 0].mean((1, 2)) > 0.5
+    assert len(shown) == 8 and 0 < int(red.sum()) < 8
