@@ -7,9 +7,11 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import vaekit
 from vaekit import runs
+from vaekit.training import compiler_available
 
 
 def _torchrun(n: int, *args: str) -> subprocess.CompletedProcess:
@@ -72,3 +74,13 @@ def test_a_failure_on_rank_0_alone_stops_every_rank(tmp_path):
     assert "No space left on device" in done.stderr
     assert "rank 0 stopped in epoch 2" in done.stderr  # rank 1's own one-line error
     assert [m["epoch"] for m in runs.read_metrics(tmp_path / "r")] == [1, 2]  # epoch 1 and its checkpoint kept
+
+
+@pytest.mark.skipif(not compiler_available(torch.device("cpu")), reason="torch.compile needs a C++ compiler")
+def test_compiled_training_runs_under_torchrun(tmp_path):
+    """--compile wraps the DistributedDataParallel objective: 2 processes train and the loss falls."""
+    done = _torchrun(2, "--dataset", "digits", "--epochs", "3", "--compile", "--run-dir", str(tmp_path / "r"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["processes"] == 2
+    val = [m["val_loss"] for m in runs.read_metrics(tmp_path / "r")]
+    assert len(val) == 3 and val[-1] < val[0]
