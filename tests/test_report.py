@@ -109,3 +109,11 @@ def test_pictures_show_test_items_from_across_the_split_not_its_first_class(tmp_
     shown = _shown_test_items(run)  # (8, 3, 8, 8) in [0, 1]
     red = shown[:, 0].mean((1, 2)) > 0.5
     assert len(shown) == 8 and 0 < int(red.sum()) < 8
+
+
+def test_a_test_split_of_one_item_still_gets_its_latent_picture(tmp_path):
+    path = tmp_path / "tiny.csv"  # 10 rows: the test split holds a single item
+    path.write_text("a,b,label\n" + "\n".join(f"{i},{i % 3},{'cat' if i % 2 else 'dog'}" for i in range(10)))
+    assert main(["train", "--dataset", f"csv:{path}", "--epochs", "2", "--run-dir", str(tmp_path / "r"),
+                 "--quiet"]) == 0  # was: ValueError while unpacking the second principal axis
+    assert _size(tmp_path / "r" / "latent.png")[1] in ("RGB", "RGBA")

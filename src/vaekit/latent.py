@@ -59,12 +59,16 @@ def pca_2d(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Project (N, L) onto its first two principal axes: (projected (N, 2), mean (L,), axes (2, L))."""
     mean = points.mean(0)
     _, s, vt = np.linalg.svd(points - mean, full_matrices=False)
-    return (points - mean) @ vt[:2].T, mean, vt[:2]
+    axes = np.zeros((2, points.shape[1]), vt.dtype)
+    axes[:min(2, len(vt))] = vt[:2]  # a test split of one item has one axis: the second stays zero
+    return (points - mean) @ axes.T, mean, axes
 
 
 def explained_variance(points: np.ndarray) -> np.ndarray:
+    """Fraction of the variance along each principal axis, at least two entries (zeros when there is none)."""
     s = np.linalg.svd(points - points.mean(0), compute_uv=False) ** 2
-    return s / s.sum()
+    s = np.pad(s, (0, max(0, 2 - len(s))))
+    return s / s.sum() if s.sum() > 0 else s
 
 
 def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray,
