@@ -88,6 +88,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
                           f"kl_warmup {t.kl_warmup}, free_bits {t.free_bits}, iw_samples {t.iw_samples}")
     if t.patience is not None and t.patience < 1:
         raise VaekitError(f"--patience must be at least 1 epoch, got {t.patience}")
+    if t.max_minutes is not None and not t.max_minutes > 0:  # a budget of 0 would train nothing and save no model
+        raise VaekitError(f"--max-minutes must be > 0, got {t.max_minutes:g}")
     if t.grad_clip is not None and t.grad_clip <= 0:
         raise VaekitError(f"--grad-clip must be > 0, got {t.grad_clip}")
     if cfg.model.gaussian_sigma <= 0:
