@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--iw-samples", type=int, help="train on the IWAE bound with K importance samples")
     t.add_argument("--patience", type=_positive,
                    help="early stopping: stop after N epochs without a better validation loss")
-    t.add_argument("--max-minutes", type=float, help="wall-clock budget, a cap: an epoch starts only if one as long as the last still fits")
+    t.add_argument("--max-minutes", type=float,
+                   help="wall-clock budget, a cap: an epoch starts only if one as long as the last still fits")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="bf16 autocast where the hardware has it (auto, the default) or plain fp32")
