@@ -40,8 +40,9 @@ def kl_weight(cfg: TrainConfig, progress_epochs: float) -> float:
 
 def log_weight_terms(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
                      target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The parts of the importance weights for k draws z_k ~ q(z|x), in fp32: ``log_px`` = log p(target|z_k),
-    ``log_pz``, ``log_q``, each (K, B), and q's ``mu``, ``logvar`` (B, L)."""
+    """The importance log-weights ``log_w`` = log p(target, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x) and
+    their parts ``log_px`` = log p(target|z_k), ``log_pz``, ``log_q``, each (K, B) in fp32; q's ``mu``,
+    ``logvar`` (B, L)."""
     target = x if target is None else target
     mu, logvar = model.encode(x)  # (B, L) each
     mu, logvar = mu.float(), logvar.float()
@@ -51,14 +52,14 @@ def log_weight_terms(model, x: torch.Tensor, k: int, generator: torch.Generator 
     log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)  # (K, B)
     log_pz = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)  # (K, B)
     log_px = -model.recon_nll(z, target)  # (K, B); the target broadcasts over the K samples
-    return {"log_px": log_px, "log_pz": log_pz, "log_q": log_q, "mu": mu, "logvar": logvar}
+    return {"log_w": log_px + log_pz - log_q, "log_px": log_px, "log_pz": log_pz, "log_q": log_q, "mu": mu,
+            "logvar": logvar}
 
 
 def log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
                 target: torch.Tensor | None = None) -> torch.Tensor:
     """log p(target, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x): (K, B), in fp32."""
-    t = log_weight_terms(model, x, k, generator, target)
-    return t["log_px"] + t["log_pz"] - t["log_q"]
+    return log_weight_terms(model, x, k, generator, target)["log_w"]
 
 
 def iwae_bound(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
@@ -76,7 +77,7 @@ def training_objective(model, x: torch.Tensor, target: torch.Tensor, cfg: TrainC
         return terms["loss"].mean(), terms
     if cfg.iw_samples > 1:
         t = log_weight_terms(model, x, cfg.iw_samples, target=target)
-        bound = torch.logsumexp(t["log_px"] + t["log_pz"] - t["log_q"], dim=0) - math.log(cfg.iw_samples)  # (B,)
+        bound = torch.logsumexp(t["log_w"], dim=0) - math.log(cfg.iw_samples)  # (B,), Burda et al. 2016 eq. 8
         # the logged terms are validation's one-sample ELBO, read off the first of the K draws (no second pass)
         kl_dims = gaussian_kl_per_dim(t["mu"], t["logvar"]).detach()  # (B, L)
         recon = -t["log_px"][0].detach()  # (B,)
