@@ -60,10 +60,10 @@ def test_a_failure_on_rank_0_alone_stops_every_rank(tmp_path):
         "from vaekit import runs\n"
         "from vaekit.cli import main\n"
         "save = runs.save_checkpoint\n"
-        "def failing(path, model, optimizer, cfg, epoch, *rest):\n"
+        "def failing(path, model, optimizer, cfg, epoch, *rest, **options):\n"
         "    if os.environ['RANK'] == '0' and epoch == 2:\n"
         "        raise OSError(28, 'No space left on device')\n"
-        "    return save(path, model, optimizer, cfg, epoch, *rest)\n"
+        "    return save(path, model, optimizer, cfg, epoch, *rest, **options)\n"
         "runs.save_checkpoint = failing\n"
         "sys.exit(main(sys.argv[1:]))\n")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),

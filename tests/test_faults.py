@@ -107,6 +107,34 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     assert [m["epoch"] for m in runs.read_metrics(run)] == [1]
 
 
+def test_a_checkpoint_that_cannot_be_written_stops_training_with_one_line(tmp_path, monkeypatch, capsys):
+    """Checkpoints are written in the background while the next epoch trains. A failed write (here the rename,
+    as on a full disk) stops training at the next epoch's end with one line naming the file; the last good
+    checkpoint stays, and the run resumes from it."""
+    import vaekit
+
+    replace, calls = os.replace, {"n": 0}
+
+    def failing(src, dst):
+        if Path(dst).name == runs.CHECKPOINT_FILE:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError(28, "No space left on device")
+        return replace(src, dst)
+
+    monkeypatch.setattr(runs.os, "replace", failing)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "4", "--run-dir", str(run), "--quiet",
+                 "--no-plots"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{run / runs.CHECKPOINT_FILE}: cannot write it (No space left on device)" in err
+    assert _checkpoint_epoch(run) == 1 and not list(run.glob(".*.tmp"))
+    monkeypatch.undo()
+    resumed = vaekit.resume(run, progress=False, pictures=False)
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2, 3, 4] and _checkpoint_epoch(run) == 4
+
+
 def test_grad_clip_is_applied(tmp_path):
     from vaekit import api
     result = api.train(dataset="digits", epochs=2, grad_clip=0.5, run_dir=tmp_path / "r", progress=False,

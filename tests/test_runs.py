@@ -38,6 +38,18 @@ def test_save_load_round_trip_gives_identical_outputs(digits_run, tmp_path):
     assert torch.equal(model.encode(x)[0], again.encode(x)[0])
 
 
+def test_background_writer_writes_in_order_and_raises_a_failed_write_on_wait(tmp_path):
+    writer = runs.BackgroundWriter()
+    writer.write(tmp_path / "a.bin", b"first")
+    writer.write(tmp_path / "a.bin", b"second")
+    writer.write(tmp_path / "no-such-folder" / "b.bin", b"lost")
+    with pytest.raises(RunError, match="no-such-folder/b.bin: cannot write it"):
+        writer.wait()
+    writer.close()
+    assert (tmp_path / "a.bin").read_bytes() == b"second"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]  # no temp file left behind
+
+
 def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(tmp_path):
     straight = vaekit.train(dataset="digits", epochs=4, run_dir=tmp_path / "a", progress=False, pictures=False)
     vaekit.train(dataset="digits", epochs=2, run_dir=tmp_path / "b", progress=False, pictures=False)

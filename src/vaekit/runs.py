@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import SafetensorError
@@ -34,7 +35,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     A crash leaves either the old file or the new one, never a half-written one.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise RunError(f"{path}: cannot write it ({e.strerror or e})") from e
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be as readable as any new file
         with os.fdopen(fd, "wb") as f:
@@ -42,10 +46,37 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # e.g. a full disk: one line naming the file, the old file left as it was
+            raise RunError(f"{path}: cannot write it ({e.strerror or e})") from e
         raise
     _fsync_dir(path.parent)
+
+
+class BackgroundWriter:
+    """``atomic_write`` on one background thread, in the order asked, so the next epoch trains while the last
+    one's checkpoint and model file are written and fsynced (on MNIST ~20 ms of a ~0.4 s epoch).
+
+    ``write`` only queues; ``wait`` blocks until everything queued is on disk and raises the first failed
+    write (e.g. a full disk) in the caller's thread.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vaekit-writer")
+        self._pending: list[Future] = []
+
+    def write(self, path: str | os.PathLike, data: bytes) -> None:
+        self._pending.append(self._pool.submit(atomic_write, path, data))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()  # the write's own exception, if it failed
+
+    def close(self) -> None:
+        """Finish the queued writes (a run stopped by an error or Ctrl-C still gets its last files)."""
+        self._pool.shutdown(wait=True)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -125,12 +156,16 @@ def _model_tensors(model: torch.nn.Module, standardizer: Standardizer | None) ->
 
 def save_model(path: Path, model: torch.nn.Module, cfg: RunConfig,
                standardizer: Standardizer | None = None, extra: dict[str, str] | None = None,
-               extra_tensors: dict[str, torch.Tensor] | None = None) -> None:
-    """Write weights and the config that rebuilds them as one safetensors file, atomically."""
+               extra_tensors: dict[str, torch.Tensor] | None = None,
+               write: Callable[[Path, bytes], None] = atomic_write) -> None:
+    """Write weights and the config that rebuilds them as one safetensors file, atomically.
+
+    The bytes are made here, from the weights as they are now; ``write`` (e.g. ``BackgroundWriter.write``)
+    may put them on disk later."""
     tensors = _model_tensors(model, standardizer)
     tensors.update(extra_tensors or {})
     metadata = {"format": FORMAT, "config": cfg.to_json(), **(extra or {})}
-    atomic_write(path, st_save(tensors, metadata=metadata))
+    write(path, st_save(tensors, metadata=metadata))
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -206,7 +241,8 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
 # --- checkpoints ---------------------------------------------------------------------------------
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
-                    epoch: int, standardizer: Standardizer | None, best: float | None) -> None:
+                    epoch: int, standardizer: Standardizer | None, best: float | None,
+                    write: Callable[[Path, bytes], None] = atomic_write) -> None:
     """One self-describing record: weights, optimiser state, RNG state, epoch, best validation loss."""
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -217,7 +253,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     extra = {"epoch": str(epoch), "param_groups": json.dumps(state["param_groups"]),
              "best_val_loss": json.dumps(best)}
-    save_model(path, model, cfg, standardizer, extra=extra, extra_tensors=tensors)
+    save_model(path, model, cfg, standardizer, extra=extra, extra_tensors=tensors, write=write)
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer

@@ -261,6 +261,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
+    writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
             # the budget is a cap: an epoch starts only if one as long as the last still fits
@@ -278,7 +279,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
                 previous = best
                 try:
                     best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best,
-                                      started)
+                                      started, writer)
                 except Exception as e:  # e.g. a full disk: the other ranks must not wait for rank 0 forever
                     failure = e
                 since_best = 0 if previous is None or best is None or best < previous else since_best + 1
@@ -292,7 +293,9 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
             if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
                 bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
                 break
+        writer.wait()  # the last epoch's files are on disk (or their error raised) before they are read back
     finally:
+        writer.close()
         bar.close()
         torch.set_flush_denormal(False)
     if distributed.is_main() and (run_dir / runs.MODEL_FILE).is_file():
@@ -305,8 +308,10 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
 
 def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                splits: Splits, x_val: torch.Tensor, epoch: int, train_terms: dict[str, float], best: float | None,
-               started: float) -> float | None:
-    """Validate, then append the metrics and write the checkpoint and model (rank 0). Returns the best val loss."""
+               started: float, writer: runs.BackgroundWriter) -> float | None:
+    """Validate, then append the metrics and queue the checkpoint and model on ``writer`` (rank 0). Returns the
+    best val loss. The previous epoch's files are on disk first: a failed write stops training here."""
+    writer.wait()
     # validation in the training precision (bf16 moved MNIST's validation loss by -0.004 nats; 0.08 -> 0.05 s of
     # validation + checkpoint per epoch); it ranks epochs. The test figures are computed in fp32.
     val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize, noise=cfg.data.noise,
@@ -326,9 +331,10 @@ def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer:
         best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
     # Order matters for crash safety: a kill between these lines loses at most this epoch.
     runs.append_metrics(run_dir, record)
-    runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch, splits.standardizer, best)
+    runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch, splits.standardizer, best,
+                         write=writer.write)
     if improved:
-        runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer)
+        runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer, write=writer.write)
     return best
 
 
