@@ -2,10 +2,12 @@
 
 One command (``make bench`` installs pythae into ``.venv-bench`` after the pinned torch, then runs this)::
 
-    python bench/speed.py [--data-dir ../shared/data/mnist] [--epochs 3] [--quality-epochs 12] [--no-nll]
+    python bench/speed.py [--data-dir ../shared/data/mnist] [--rounds 3] [--epochs 3] [--quality-epochs 12] [--no-nll]
 
-Each contender trains in its own process (so its peak RSS is its own) on the same CPU threads, one after
-the other:
+Each contender trains in its own process (so its peak RSS is its own) on the same CPU threads, one after the
+other, in ``--rounds`` rounds (3), each in a rotated order. The host this runs on changes speed by up to 1.7x
+within minutes; in rounds, every contender sees the same mix of fast and slow spells, and each speed ratio is
+taken within a round (the median over the rounds is reported, with its range):
 
 - ``vaekit``: ``vaekit train --dataset mnist --epochs 10`` with the shipped defaults (784-400-20 VAE;
   the MLP recipe: batch 512, warm-up + cosine to lr 1.5e-2; bf16 autocast where the CPU has it). Its
@@ -15,8 +17,9 @@ the other:
 - ``vaekit pytorch-example``: the preset (batch 128, constant Adam 1e-3), the reference's own settings.
 - ``reference``: the PyTorch example (pytorch/examples, vae/main.py) fed as it is fed there: a Dataset
   that turns one image at a time through PIL into a float tensor (torchvision's MNIST + ToTensor), a
-  shuffling DataLoader at batch 128, its model, summed BCE + KLD, Adam 1e-3. Its test loss is taken
-  after every epoch (outside the clock) for the time-to-quality figure.
+  shuffling DataLoader at batch 128, its model, summed BCE + KLD, Adam 1e-3. In the first round it trains
+  ``--quality-epochs`` (12) epochs and its test loss is taken after every epoch (outside the clock) for the
+  time-to-quality figure; in the others, ``--epochs``.
 - ``pythae``: pythae 0.1.2's TrainingPipeline on the same 784-400-20 model (bench/pythae_reference.py),
   batch 128, Adam 1e-3; skipped with a note when pythae is not installed.
 - ``nll``: ``vaekit evaluate RUN --nll --k 5000`` of the vaekit run over the 10,000 test images, timed;
@@ -68,18 +71,29 @@ def matmul_peak(n: int = 2048, reps: int = 10, dtype=torch.float32) -> float:
 
 
 class PilMNIST(Dataset):
-    """One image at a time through PIL into a float tensor, like torchvision's MNIST + ToTensor."""
+    """What torchvision's ``MNIST(..., transform=ToTensor())`` does per item, without torchvision (no CPU build
+    here): the split is held as torch tensors (images uint8 (N, 28, 28), labels int64); an item is indexed out
+    of them, turned into a PIL image, then by ToTensor into a (1, 28, 28) float tensor in [0, 1]."""
 
-    def __init__(self, images: np.ndarray):
-        self.images = images  # (N, 28, 28) uint8
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.data, self.targets = torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
     def __len__(self) -> int:
-        return len(self.images)
+        return len(self.data)
 
     def __getitem__(self, i: int):
-        img = Image.fromarray(self.images[i], mode="L")
-        t = torch.from_numpy(np.array(img, np.uint8, copy=True)).view(28, 28, 1).permute(2, 0, 1).contiguous()
-        return t.float().div(255), 0
+        img, target = self.data[i], int(self.targets[i])
+        img = Image.fromarray(img.numpy(), mode="L")
+        return self.to_tensor(img), target
+
+    @staticmethod
+    def to_tensor(pic: Image.Image) -> torch.Tensor:
+        """ToTensor on a PIL image: HWC uint8 -> CHW float / 255."""
+        if not isinstance(pic, Image.Image):
+            raise TypeError(f"pic should be a PIL Image, got {type(pic)}")
+        t = torch.from_numpy(np.array(pic, np.uint8, copy=True))
+        t = t.view(pic.size[1], pic.size[0], len(pic.getbands())).permute(2, 0, 1).contiguous()
+        return t.to(dtype=torch.get_default_dtype()).div(255)
 
 
 class ExampleVAE(nn.Module):
@@ -113,24 +127,29 @@ def mnist(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
     return load_data("mnist:train", cfg).x[:, 0], load_data("mnist:test", cfg).x[:, 0]  # (N, 28, 28) uint8
 
 
-def reference_test_loss(model: nn.Module, test_x: np.ndarray) -> float:
+def mnist_labels(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    cfg = DataConfig(data_dir=data_dir)
+    return load_data("mnist:train", cfg).y, load_data("mnist:test", cfg).y  # (N,)
+
+
+def reference_test_loss(model: nn.Module, test_x: np.ndarray, test_y: np.ndarray) -> float:
     model.eval()
     total = 0.0
     with torch.no_grad():
-        for x, _ in DataLoader(PilMNIST(test_x), batch_size=128):
+        for x, _ in DataLoader(PilMNIST(test_x, test_y), batch_size=128):
             recon, mu, logvar = model(x)
             total += example_loss(recon, x, mu, logvar).item()
     return total / len(test_x)
 
 
 def worker_reference(args) -> dict:
-    train_x, test_x = mnist(args.data_dir)
+    (train_x, test_x), (train_y, test_y) = mnist(args.data_dir), mnist_labels(args.data_dir)
     torch.manual_seed(0)
     model = ExampleVAE()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(PilMNIST(train_x), batch_size=128, shuffle=True)
+    loader = DataLoader(PilMNIST(train_x, train_y), batch_size=128, shuffle=True)
     seconds, test_curve = [], []
-    for _ in range(args.quality_epochs):
+    for _ in range(args.quality_epochs if args.round == 0 else args.epochs):
         model.train()
         t = time.perf_counter()
         for x, _ in loader:
@@ -141,7 +160,7 @@ def worker_reference(args) -> dict:
             loss.item()  # the example reads the loss every step
             opt.step()
         seconds.append(time.perf_counter() - t)
-        test_curve.append(reference_test_loss(model, test_x))  # outside the clock
+        test_curve.append(reference_test_loss(model, test_x, test_y))  # outside the clock
     return {"epoch_seconds": seconds, "test_loss": test_curve[-1], "test_curve": test_curve,
             "train_images": len(train_x), "precision": "fp32"}
 
@@ -204,27 +223,32 @@ WORKERS = {
 }
 
 
-def run_worker(name: str, args, run_dir: Path | None = None) -> dict:
+def run_worker(name: str, args, run_dir: Path | None = None, round_: int = 0) -> dict:
     """One contender in a fresh process; returns its JSON result with its peak RSS."""
     out = Path(tempfile.mkdtemp()) / "result.json"
     cmd = [sys.executable, __file__, "--worker", name, "--out", str(out), "--data-dir", args.data_dir,
            "--epochs", str(args.epochs), "--quality-epochs", str(args.quality_epochs),
-           "--nll-check", str(args.nll_check)]
+           "--nll-check", str(args.nll_check), "--round", str(round_)]
     if run_dir is not None:
         cmd += ["--run-dir", str(run_dir)]
-    print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] round {round_ + 1}: {name} ...", flush=True)
     subprocess.run(cmd, check=True)
     return json.loads(out.read_text())
 
 
-def steady(seconds: list[float]) -> float:
-    """Median epoch time after the first (which pays for warm-up and compiling)."""
-    return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
+def steady_epochs(seconds: list[float]) -> list[float]:
+    """The epoch times after the first (which pays for warm-up and compiling)."""
+    return seconds[1:] if len(seconds) > 1 else seconds
+
+
+def images_per_s(result: dict) -> float:
+    return result["train_images"] / float(np.median(steady_epochs(result["epoch_seconds"])))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data" / "mnist"))
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of all contenders, each in a rotated order")
     parser.add_argument("--epochs", type=int, default=3, help="epochs of the pure-speed rows (pythae, preset)")
     parser.add_argument("--quality-epochs", type=int, default=12, help="reference epochs for time to quality")
     parser.add_argument("--nll-check", type=int, default=1000, help="test images for the bf16-vs-fp32 NLL check")
@@ -233,6 +257,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results" / "speed.json"))
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--run-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
@@ -245,41 +270,57 @@ def main() -> None:
             if bf16_supported(torch.device("cpu")) else None}
     names = args.only or [n for n in WORKERS if n != "nll"]
     work = Path(tempfile.mkdtemp())
-    results = {n: run_worker(n, args, work / "vaekit-run" if n == "vaekit" else None) for n in names}
+    rounds: list[dict[str, dict]] = []
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        done = {n: run_worker(n, args, work / "vaekit-run" if n == "vaekit" and r == 0 else None, r) for n in order}
+        rounds.append({n: done[n] for n in names})
+    results = rounds[0]  # the first round's runs give the quality figures (test losses, the reference's curve)
     if not args.no_nll and "vaekit" in results:
         results["nll"] = run_worker("nll", args, work / "vaekit-run")
 
     rows = {}
     for name in (n for n in WORKERS if n in results and n != "nll"):
-        r = results[name]
-        if "skipped" in r:
+        if "skipped" in results[name]:
             continue
-        sec = steady(r["epoch_seconds"])
+        runs_ = [rnd[name] for rnd in rounds]
+        epochs = [sec for run in runs_ for sec in steady_epochs(run["epoch_seconds"])]
+        sec = float(np.median(epochs))
+        r = results[name]
         top = peak[r["precision"]] or peak["fp32"]
-        rows[name] = {"epoch_seconds": sec, "images_per_s": r["train_images"] / sec,
+        rows[name] = {"epoch_seconds": sec, "epoch_seconds_range": [min(epochs), max(epochs)],
+                      "images_per_s": r["train_images"] / sec,
                       "fraction_of_matmul_peak": FLOP_PER_IMAGE * r["train_images"] / sec / top,
-                      "peak_rss_bytes": r["peak_rss_bytes"], "test_loss": r["test_loss"],
+                      "peak_rss_bytes": max(run["peak_rss_bytes"] for run in runs_), "test_loss": r["test_loss"],
                       "epochs": len(r["epoch_seconds"]), "precision": r["precision"]}
     print(f"\nMNIST, 784-400-20 VAE; torch {torch.__version__}, {torch.get_num_threads()} threads; measured matmul "
           f"peak fp32 {peak['fp32'] / 1e12:.3f}" + (f", bf16 {peak['bf16'] / 1e12:.3f}" if peak["bf16"] else "")
           + " TFLOP/s (each row against its own precision's peak)")
-    print(f"{'pipeline':24s} {'s/epoch':>8s} {'images/s':>9s} {'of peak':>8s} {'peak RSS':>9s} {'test loss':>10s}")
+    print(f"{args.rounds} round(s); s/epoch is the median of every steady epoch of every round (range in brackets)")
+    print(f"{'pipeline':24s} {'s/epoch':>8s} {'(range)':>13s} {'images/s':>9s} {'of peak':>8s} {'peak RSS':>9s} "
+          f"{'test loss':>10s}")
     for name, r in rows.items():
-        print(f"{name:24s} {r['epoch_seconds']:8.3f} {r['images_per_s']:9.0f} {r['fraction_of_matmul_peak']:8.1%} "
-              f"{r['peak_rss_bytes'] / 2**20:6.0f} MiB {r['test_loss']:10.2f}  ({r['epochs']} epochs, {r['precision']})")
+        low, high = r["epoch_seconds_range"]
+        print(f"{name:24s} {r['epoch_seconds']:8.3f} {f'({low:.3f}-{high:.3f})':>13s} {r['images_per_s']:9.0f} "
+              f"{r['fraction_of_matmul_peak']:8.1%} {r['peak_rss_bytes'] / 2**20:6.0f} MiB {r['test_loss']:10.2f}  "
+              f"({r['epochs']} epochs, {r['precision']})")
     summary = {}
     if "vaekit" in rows:
-        vk = rows["vaekit"]
         for other in ("reference", "pythae"):
             if other in rows:
-                summary[f"speedup_vs_{other}"] = vk["images_per_s"] / rows[other]["images_per_s"]
-                print(f"vaekit defaults vs {other}: {summary[f'speedup_vs_{other}']:.1f}x the images/s "
-                      f"(target: {'25' if other == 'reference' else '6'}x)")
+                # within each round, so both sides ran minutes apart at most
+                ratios = [images_per_s(rnd["vaekit"]) / images_per_s(rnd[other]) for rnd in rounds]
+                summary[f"speedup_vs_{other}"] = float(np.median(ratios))
+                summary[f"speedup_vs_{other}_by_round"] = ratios
+                print(f"vaekit defaults vs {other}: {summary[f'speedup_vs_{other}']:.1f}x the images/s, median of "
+                      f"the rounds ({', '.join(f'{x:.1f}' for x in ratios)}; "
+                      f"target: {'25' if other == 'reference' else '6'}x)")
+        vk = rows["vaekit"]
         v = results["vaekit"]
         summary["vaekit_epoch_seconds"] = vk["epoch_seconds"]
         summary["vaekit_10_epoch_test_loss"] = v["test_loss"]
         summary["vaekit_time_to_quality_s"] = v["train_seconds"] if v["test_loss"] <= QUALITY else None
-        print(f"vaekit defaults: {vk['epoch_seconds']:.3f} s/epoch incl. validation and checkpoint (target 0.6); "
+        print(f"vaekit defaults: {vk['epoch_seconds']:.3f} s/epoch incl. validation (target 0.6); "
               f"10 epochs end at test loss {v['test_loss']:.2f} (target <= {QUALITY}) after {v['train_seconds']:.1f} s "
               f"of training ({v['call_seconds']:.1f} s for the whole call, data loading and test included); "
               f"peak RSS {v['peak_rss_bytes'] / 2**20:.0f} MiB (target 1024)")
@@ -303,7 +344,8 @@ def main() -> None:
                   f"(difference {c['bf16']['nll'] - c['fp32']['nll']:+.4f} nats)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "summary": summary, "raw": results, "matmul_peak_flops": peak,
+    out.write_text(json.dumps({"rows": rows, "summary": summary, "raw": results, "rounds": rounds,
+                               "matmul_peak_flops": peak,
                                "torch": torch.__version__, "threads": torch.get_num_threads(),
                                "machine": platform.processor() or platform.machine(),
                                "date": time.strftime("%Y-%m-%d")}, indent=2))
