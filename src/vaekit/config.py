@@ -74,9 +74,10 @@ class TrainConfig:
 
 # Training settings an architecture gets when batch_size, lr or lr_schedule are not given.
 # mlp, measured on MNIST with the 784-400-20 VAE over 10 epochs (bench/README.md, speed suite): batch 512
-# with a 2-epoch warm-up to 1.5e-2 and cosine decay reaches test loss 104.4-104.5 at ~0.5-0.65 s/epoch, where
-# batch 128 at a constant 1e-3 (the PyTorch example) reaches 105.6 at ~1.2 s/epoch. Deeper MLPs did worse with it
-# over 10 epochs (512-256-32: 108.4 against 104.6); pass --batch-size 128 --lr 1e-3 --lr-schedule constant there.
+# with a 2-epoch warm-up to 1.5e-2 and cosine decay reaches test loss 104.4-104.5 at ~0.4-0.5 s/epoch, where
+# batch 128 at a constant 1e-3 (the PyTorch example) reaches 105.6 at ~0.9 s/epoch; batch 768 or 1024 ended at
+# 105.9-107.9 for epochs only ~6 % shorter. Deeper MLPs did worse with it over 10 epochs (512-256-32: 108.4
+# against 104.6); pass --batch-size 128 --lr 1e-3 --lr-schedule constant there.
 # conv: the large-batch recipe diverged towards 128 nats in 4 epochs (a constant 1e-3 at batch 128 gave 103.6).
 DEFAULT_RECIPES: dict[str, dict[str, Any]] = {
     "mlp": {"batch_size": 512, "lr": 1.5e-2, "lr_schedule": "cosine"},
