@@ -35,11 +35,9 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     A crash leaves either the old file or the new one, never a half-written one.
     """
     path = Path(path)
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise RunError(f"{path}: cannot write it ({e.strerror or e})") from e
-    try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results should be as readable as any new file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -47,7 +45,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):  # e.g. a full disk: one line naming the file, the old file left as it was
             raise RunError(f"{path}: cannot write it ({e.strerror or e})") from e
         raise
