@@ -161,7 +161,7 @@ def example_test_loss(model, test_x: np.ndarray, batch_size: int = BATCH_SIZE) -
 
 
 def train_pythae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, seed: int = 0,
-                 progress: bool = False) -> dict:
+                 progress: bool = False, device: str = "cpu") -> dict:
     """Train the example VAE with pythae's TrainingPipeline on ``train_x``; evaluate on ``test_x``.
 
     ``train_x``/``test_x``: float32 (N, 784) in [0, 1]. Returns a dict with
@@ -197,7 +197,7 @@ def train_pythae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, seed: int
             steps_saving=None,             # no checkpoints
             steps_predict=None,            # no prediction step (it would need an eval set)
             seed=seed,
-            no_cuda=True,                  # force CPU
+            no_cuda=device == "cpu",       # CPU unless asked for CUDA (bench/gpu.py)
             amp=False,
         )
         pipeline = TrainingPipeline(model=model, training_config=config)
@@ -205,7 +205,7 @@ def train_pythae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, seed: int
         trained = pipeline.trainer.model  # weights after the last epoch, as in the PyTorch example
         best_is_last = all(torch.equal(a, b) for a, b in zip(
             trained.state_dict().values(), pipeline.trainer._best_model.state_dict().values()))
-    test_loss = example_test_loss(trained, test_x)
+    test_loss = example_test_loss(trained.cpu(), test_x)
 
     seconds = timer.epoch_seconds
     steady = float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
@@ -216,6 +216,52 @@ def train_pythae(train_x: np.ndarray, test_x: np.ndarray, epochs: int, seed: int
         "train_epoch_loss": timer.train_epoch_loss,
         "best_model_is_last": best_is_last,
     }
+
+
+def train_pythae_networks(model: nn.Module, items: np.ndarray, epochs: int, seed: int = 0,
+                          device: str = "cuda") -> dict:
+    """pythae's TrainingPipeline on a vaekit VAE's own encoder and decoder networks (bench/gpu.py's conv rows).
+
+    ``model``: a vaekit Bernoulli VAE (its encoder gives (B, 2L) = mean and log-variance, its decoder logits);
+    ``items``: float32 (N, *input_shape) in [0, 1]. Batch 128, Adam 1e-3, like ``train_pythae``.
+    Returns ``epoch_seconds`` (pythae's ``train_step`` per epoch).
+    """
+    from pythae.models import VAE, VAEConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.pipelines import TrainingPipeline
+    from pythae.trainers import BaseTrainerConfig
+
+    shape = tuple(items.shape[1:])
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            BaseEncoder.__init__(self)
+            self.net = model.encoder
+
+        def forward(self, x):
+            mu, logvar = self.net(x).chunk(2, dim=-1)  # (B, L) each
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            BaseDecoder.__init__(self)
+            self.net = model.decoder
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.net(z)).view(-1, *shape))
+
+    timer = _epoch_timer_class()()
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory(prefix="pythae_net_") as tmp, _quiet_pythae():
+        vae = VAE(VAEConfig(input_dim=shape, latent_dim=model.cfg.latent_dim, reconstruction_loss="bce"),
+                  encoder=Encoder(), decoder=Decoder())
+        config = BaseTrainerConfig(output_dir=tmp, num_epochs=epochs, per_device_train_batch_size=BATCH_SIZE,
+                                   per_device_eval_batch_size=BATCH_SIZE, optimizer_cls="Adam",
+                                   learning_rate=LEARNING_RATE, steps_saving=None, steps_predict=None, seed=seed,
+                                   no_cuda=device == "cpu", amp=False)
+        TrainingPipeline(model=vae, training_config=config)(train_data=items, eval_data=None, callbacks=[timer])
+    return {"epoch_seconds": timer.epoch_seconds}
 
 
 def load_mnist_images(path: Path) -> np.ndarray:

@@ -271,7 +271,8 @@ def test_compile_without_a_compiler_is_one_line_and_leaves_no_run_folder(tmp_pat
     from vaekit import training
     from vaekit.cli import main
     monkeypatch.setattr(training, "compiler_available", lambda device: False)
-    assert main(["train", "--dataset", "digits", "--compile", "--run-dir", str(tmp_path / "r"), "--quiet"]) == 2
+    assert main(["train", "--dataset", "digits", "--compile", "--device", "cpu", "--run-dir", str(tmp_path / "r"),
+                 "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--compile needs a C++ compiler" in err
     assert not (tmp_path / "r").exists()

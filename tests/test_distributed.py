@@ -1,4 +1,7 @@
-"""Multi-process training with torchrun (gloo on CPU): 2 processes against 1 with the same global batch."""
+"""Multi-process training with torchrun (gloo on CPU): 2 processes against 1 with the same global batch.
+
+CUDA is hidden from these runs (CUDA_VISIBLE_DEVICES=""): they test gloo on CPU, also on a one-GPU machine, where
+two NCCL ranks would have no GPU each."""
 from __future__ import annotations
 
 import json
@@ -14,8 +17,11 @@ from vaekit import runs
 from vaekit.training import compiler_available
 
 
+CPU_ONLY = {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
 def _torchrun(n: int, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **CPU_ONLY}
     fresh = [] if "--resume" in args else ["--precision", "fp32"]  # a resumed run keeps its saved settings
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
            "-m", "vaekit", "train", "--quiet", "--no-plots", *fresh, *args]
@@ -68,7 +74,7 @@ def test_a_failure_on_rank_0_alone_stops_every_rank(tmp_path):
         "sys.exit(main(sys.argv[1:]))\n")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
            "train", "--quiet", "--no-plots", "--dataset", "digits", "--epochs", "4", "--run-dir", str(tmp_path / "r")]
-    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **CPU_ONLY},
                           timeout=120)  # before the fix: rank 1 waited at the next broadcast (gloo: 30 minutes)
     assert done.returncode != 0
     assert "No space left on device" in done.stderr

@@ -82,7 +82,7 @@ def test_kl_weight_schedule():
 
 
 def test_free_bits_objective(digits_run):
-    model, _ = vaekit.load(digits_run)
+    model, _ = vaekit.load(digits_run, device="cpu")
     x = torch.from_numpy(vaekit.load_data("digits:test").as_float()[:64])
     torch.manual_seed(0)
     objective, terms = training_objective(model, x, x, TrainConfig(free_bits=0.5), 1.0)

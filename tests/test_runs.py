@@ -66,7 +66,7 @@ def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
 
     # a high constant learning rate makes the validation loss wobble: here its minimum is not the last epoch
     result = vaekit.train(dataset="digits", epochs=28, lr=3e-2, lr_schedule="constant", run_dir=tmp_path / "r",
-                          progress=False)
+                          device="cpu", progress=False)  # re-evaluated on the CPU below, in the same bf16
     val = [m["val_loss"] for m in result.metrics]
     best_epoch = int(np.argmin(val)) + 1
     assert best_epoch < 28
@@ -83,7 +83,7 @@ def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
 def test_patience_stops_after_epochs_without_a_better_validation_loss(tmp_path, capsys):
     from vaekit.cli import main
     assert main(["train", "--dataset", "digits", "--epochs", "28", "--lr", "3e-2", "--lr-schedule", "constant",
-                 "--patience", "2", "--run-dir", str(tmp_path / "r"), "--no-plots"]) == 0
+                 "--patience", "2", "--device", "cpu", "--run-dir", str(tmp_path / "r"), "--no-plots"]) == 0
     best = [m["best"] for m in runs.read_metrics(tmp_path / "r")]
     assert len(best) < 28 and best[-3:] == [True, False, False]
     assert "stopping after epoch" in capsys.readouterr().out

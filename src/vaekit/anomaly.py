@@ -33,10 +33,11 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
     if score == "elbo" and not hasattr(model, "encode"):
         raise VaekitError("the elbo score needs a VAE; this model is a plain autoencoder (use --score recon)")
     model.eval()
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    device = next(model.parameters()).device  # x may sit elsewhere (e.g. on the CPU): batches move one at a time
+    gen = torch.Generator(device=device).manual_seed(seed)
     out = []
     for start in range(0, len(x), batch_size):
-        xb = model_input(x[start:start + batch_size])
+        xb = model_input(x[start:start + batch_size].to(device, non_blocking=True))
         if score == "mse":
             out.append((model.reconstruct(xb).float() - xb.float()).pow(2).flatten(1).sum(-1))
             continue

@@ -97,9 +97,9 @@ def input_data(run: str | Path, data: str | None = None, split: str = "test") ->
     return _items(cfg, standardizer, data, split)
 
 
-def _open(run: str | Path):
-    """(model, config, standardizer) of a run, on CUDA when present."""
-    return runs.load_model(run, pick_device("auto"))
+def _open(run: str | Path, device: str = "auto"):
+    """(model, config, standardizer) of a run, on CUDA when present (for "auto")."""
+    return runs.load_model(run, pick_device(device))
 
 
 def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") -> ArrayData:
@@ -116,7 +116,8 @@ def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") 
 
 
 def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_size: int = 1000,
-             nll: bool = False, k: int = 5000, precision: str = "auto", progress: bool = False) -> dict[str, float]:
+             nll: bool = False, k: int = 5000, precision: str = "auto", progress: bool = False,
+             device: str = "auto") -> dict[str, float]:
     """Mean per-sample negative ELBO (``loss``), reconstruction and KL on the run's test split (or ``data``).
 
     With ``nll``, also the importance-sampled estimate of -log p(x) with ``k`` samples per item (seeded):
@@ -128,7 +129,7 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
     A denoiser's (a run trained with ``noise``) ELBO terms are for the items corrupted with that noise
     (seeded) against the clean items, as in its training and validation; the NLL is of the clean items.
     """
-    model, cfg, standardizer = _open(run)
+    model, cfg, standardizer = _open(run, device)
     items = _items(cfg, standardizer, data)
     x = as_tensor(items, next(model.parameters()).device)
     if cfg.data.binarize == "dynamic":  # one fixed binarization of the test set, shared by both numbers

@@ -48,7 +48,13 @@ class TrainResult:
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """CUDA when present (for "auto"; under torchrun the process's own GPU), else CPU."""
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        if local_rank >= torch.cuda.device_count():  # NCCL needs one GPU per process
+            raise VaekitError(f"torchrun started process {local_rank} on this machine, but it has "
+                              f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node="
+                              f"{torch.cuda.device_count()} or --device cpu")
+        return torch.device(f"cuda:{local_rank}")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError(f"device {name!r} asked for, but CUDA is not available here")
     try:
