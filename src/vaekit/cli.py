@@ -154,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
         q.set_defaults(func=cmd_plot)
 
+    ex = sub.add_parser("export", help="the encoder and decoder as ONNX models (dynamic batch)")
+    ex.add_argument("run", help="run folder (or a model .safetensors file)")
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--out", help="output folder (default: <run>/onnx)")
+    ex.add_argument("--overwrite", action="store_true", help="replace existing exported files")
+    ex.set_defaults(func=cmd_export)
+
     rp = sub.add_parser("report", help="rebuild all pictures and report.html of a run")
     rp.add_argument("run")
     rp.set_defaults(func=cmd_report)
@@ -374,6 +381,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {api.report(args.run)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    paths = api.export(args.run, args.format, out=args.out, overwrite=args.overwrite)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
