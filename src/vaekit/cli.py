@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import api, distributed
-from .config import PRESETS
+from .config import LOG_CHOICES, PRESETS
 from .errors import VaekitError
 from .models import MODELS
 
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float,
                    help="wall-clock budget, a cap: an epoch starts only if one as long as the last still fits")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
+    t.add_argument("--log", choices=LOG_CHOICES, help="also log to tensorboard: RUN/tensorboard/ (vaekit[tensorboard])")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="bf16 autocast where the hardware has it (auto, the default) or plain fp32")
     t.add_argument("--run-dir", help="run folder (default runs/<dataset>-<model>-<time>)")
@@ -201,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
             beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
             max_minutes=args.max_minutes, lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-            compile=args.compile, patience=args.patience,
+            compile=args.compile, patience=args.patience, log=args.log,
             precision=args.precision)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
