@@ -94,6 +94,22 @@ def test_resume_continues_the_curves_with_one_value_per_epoch(tmp_path):
     assert [e.value for e in events] == [float(np.float32(m["val_loss"])) for m in metrics]
 
 
+def test_a_table_gets_curves_and_its_embedding_but_no_pictures(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [",".join(f"{v:.5f}" for v in row) + f",{'ab'[i % 2]}" for i, row in enumerate(rng.normal(size=(150, 4)))]
+    (tmp_path / "t.csv").write_text("w,x,y,z,label\n" + "\n".join(rows) + "\n")
+    run_dir = tmp_path / "run"
+    vaekit.train(dataset=f"csv:{tmp_path / 't.csv'}", epochs=2, latent_dim=3, hidden=(8,), run_dir=run_dir,
+                 progress=False, pictures=False, log="tensorboard")
+    acc = _read(run_dir / "tensorboard")
+    assert acc.Tags()["images"] == [] and len(acc.Scalars("loss/val")) == 2
+    folder = run_dir / "tensorboard" / "00002" / "latent"
+    test = vaekit.input_data(run_dir)
+    np.testing.assert_allclose(np.loadtxt(folder / "tensors.tsv", delimiter="\t"), vaekit.encode(run_dir), atol=1e-5)
+    assert (folder / "metadata.tsv").read_text().split() == [test.class_names[y] for y in test.y]
+    assert not (folder / "sprite.png").exists()
+
+
 def test_runs_without_log_write_no_tensorboard_folder(digits_run):
     assert not (digits_run / "tensorboard").exists()
 
