@@ -72,12 +72,17 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, input_name: str, outpu
             program = torch.onnx.export(module, (example,), input_names=[input_name], output_names=output_names,
                                         dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
     except Exception as e:  # a model the exporter cannot trace: one line, not torch.export's page of trace
-        raise VaekitError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        raise VaekitError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
     finally:
         exporter_log.setLevel(level)
     proto = program.model_proto
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+def _batch(*dims: int) -> list:
+    """A shape in model.json: the dynamic batch axis, then the fixed ones."""
+    return ["batch", *dims]
 
 
 def _default_out(run: Path) -> Path:
@@ -95,7 +100,8 @@ def export_onnx(run: str | os.PathLike, out_dir: str | os.PathLike | None = None
     Examples
     --------
     >>> paths = export_onnx("runs/digits-vae-20261123-094500")  # doctest: +SKIP
-    >>> import onnxruntime  # doctest: +SKIP
+    >>> import numpy as np, onnxruntime  # doctest: +SKIP
+    >>> x = np.zeros((5, 1, 8, 8), np.float32)  # 5 digits items, as the model takes them  # doctest: +SKIP
     >>> mean, logvar = onnxruntime.InferenceSession(paths["encoder"]).run(None, {"x": x})  # doctest: +SKIP
     """
     _require_onnx()
@@ -115,19 +121,21 @@ def export_onnx(run: str | os.PathLike, out_dir: str | os.PathLike | None = None
         outputs = list(model.encoder_outputs(x))  # e.g. ["mean", "logvar"]
     encoder = _onnx_bytes(_Encoder(model), x, "x", outputs)
     decoder = _onnx_bytes(_Decoder(model), torch.zeros(2, latent), "z", ["x_mean"])
-    batch_of = lambda *dims: ["batch", *dims]  # noqa: E731
     info = {
         "format": INFO_FORMAT, "model": cfg.model.model, "arch": cfg.model.arch, "likelihood": cfg.model.likelihood,
         "latent_dim": latent, "input_shape": list(shape), "dtype": "float32",
-        "encoder": {"file": ENCODER_FILE, "inputs": {"x": batch_of(*shape)},
-                    "outputs": {name: batch_of(latent) for name in outputs}},
-        "decoder": {"file": DECODER_FILE, "inputs": {"z": batch_of(latent)}, "outputs": {"x_mean": batch_of(*shape)}},
+        "encoder": {"file": ENCODER_FILE, "inputs": {"x": _batch(*shape)},
+                    "outputs": {name: _batch(latent) for name in outputs}},
+        "decoder": {"file": DECODER_FILE, "inputs": {"z": _batch(latent)}, "outputs": {"x_mean": _batch(*shape)}},
         "input": "the items as the model takes them: uint8 pixels / 255, other data as stored"
                  + ("; features standardised: (x - standardize.mean) / standardize.std" if standardizer else ""),
         "standardize": None if standardizer is None else {"mean": standardizer.mean.tolist(),
                                                           "std": standardizer.std.tolist()},
     }
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunError(f"{out}: cannot make the folder ({e.strerror or e})") from None
     runs.atomic_write(paths["encoder"], encoder)
     runs.atomic_write(paths["decoder"], decoder)
     runs.write_json(paths["info"], info)  # last: a model.json means both graphs beside it are complete
