@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float,
                    help="wall-clock budget, a cap: an epoch starts only if one as long as the last still fits")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
-    t.add_argument("--log", "--log-to", choices=LOG_CHOICES, help="tensorboard: also RUN/tensorboard/ (--log-to under torchrun, whose --log-dir takes --log)")
+    t.add_argument("--log", "--log-to", choices=LOG_CHOICES, help="tensorboard: also write RUN/tensorboard/ (under torchrun: --log-to)")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="bf16 autocast where the hardware has it (auto, the default) or plain fp32")
     t.add_argument("--run-dir", help="run folder (default runs/<dataset>-<model>-<time>)")
