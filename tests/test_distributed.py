@@ -28,11 +28,23 @@ def _torchrun(n: int, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
+def _tensorboard() -> list[str]:
+    """--log tensorboard where its package is installed (it is in the test extra), spelt --log-to: torchrun's own
+    parser reads every argument, and takes --log for an abbreviation of its --log-dir."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return []
+    return ["--log-to", "tensorboard"]
+
+
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
     settings = ["--dataset", "digits", "--epochs", "4", "--batch-size", "64"]
-    done = _torchrun(2, *settings, "--run-dir", str(tmp_path / "ddp"))
+    done = _torchrun(2, *settings, "--run-dir", str(tmp_path / "ddp"), *_tensorboard())
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("run folder:") == 1  # only rank 0 reports and writes
+    if _tensorboard():  # one event file: rank 0 writes, rank 1 does not
+        assert len(list((tmp_path / "ddp" / "tensorboard").glob("events.out.tfevents.*"))) == 1
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["processes"] == 2
     single = vaekit.train(dataset="digits", epochs=4, batch_size=64, precision="fp32", run_dir=tmp_path / "one",

@@ -1,11 +1,11 @@
 """vaekit: autoencoders and variational autoencoders for unlabeled data."""
-from .api import (anomalies, decode, denoise, encode, evaluate, input_data, load, plot, reconstruct, report,
+from .api import (anomalies, decode, denoise, encode, evaluate, export, input_data, load, plot, reconstruct, report,
                   resume, sample, train)
 from .config import PRESETS, DataConfig, ModelConfig, RunConfig, TrainConfig, build_config
 from .data import load_data, load_splits
 from .errors import DataError, RunError, VaekitError
 
 __version__ = "0.1.0"
-__all__ = ["train", "resume", "evaluate", "sample", "reconstruct", "load", "input_data", "plot", "report", "encode", "decode", "denoise", "anomalies",
+__all__ = ["train", "resume", "evaluate", "sample", "reconstruct", "load", "input_data", "plot", "report", "encode", "decode", "denoise", "anomalies", "export",
            "RunConfig", "DataConfig", "ModelConfig", "TrainConfig", "build_config", "PRESETS",
            "load_data", "load_splits", "VaekitError", "DataError", "RunError"]

@@ -258,6 +258,21 @@ def anomalies(run: str | Path, data: str | None = None, *, score: str = "mse", c
     return detect(scores, threshold_at(train_scores, contamination), truth), items
 
 
+def export(run: str | Path, format: str = "onnx", *, out: str | Path | None = None,
+           overwrite: bool = False) -> dict[str, Path]:
+    """Export a run's encoder and decoder for another runtime; returns the paths written.
+
+    ``format="onnx"``: ``encoder.onnx``, ``decoder.onnx`` and ``model.json`` in ``out`` (default ``RUN/onnx``),
+    see ``vaekit.exporting.export_onnx``.
+    """
+    from .exporting import export_onnx
+
+    formats = {"onnx": export_onnx}
+    if format not in formats:
+        raise VaekitError(f"unknown export format {format!r}; choose from {', '.join(formats)}")
+    return formats[format](run, out, overwrite=overwrite)
+
+
 def report(run: str | Path, pictures: bool = True) -> Path:
     """Rebuild the pictures (unless ``pictures=False``) and ``report.html`` of a run folder."""
     from .reporting import make_pictures, write_report

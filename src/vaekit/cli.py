@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from . import api, distributed
-from .config import PRESETS
+from .config import LOG_CHOICES, PRESETS
 from .errors import VaekitError
 from .models import MODELS
 
@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float,
                    help="wall-clock budget, a cap: an epoch starts only if one as long as the last still fits")
     t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
+    t.add_argument("--log", "--log-to", choices=LOG_CHOICES, help="tensorboard: also write RUN/tensorboard/ (under torchrun: --log-to)")
     t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="bf16 autocast where the hardware has it (auto, the default) or plain fp32")
     t.add_argument("--run-dir", help="run folder (default runs/<dataset>-<model>-<time>)")
@@ -154,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
         q.set_defaults(func=cmd_plot)
 
+    ex = sub.add_parser("export", help="the encoder and decoder as ONNX models (dynamic batch)")
+    ex.add_argument("run", help="run folder (or a model .safetensors file)")
+    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--out", help="output folder (default: <run>/onnx)")
+    ex.add_argument("--overwrite", action="store_true", help="replace existing exported files")
+    ex.set_defaults(func=cmd_export)
+
     rp = sub.add_parser("report", help="rebuild all pictures and report.html of a run")
     rp.add_argument("run")
     rp.set_defaults(func=cmd_report)
@@ -194,7 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
             beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
             max_minutes=args.max_minutes, lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-            compile=args.compile, patience=args.patience,
+            compile=args.compile, patience=args.patience, log=args.log,
             precision=args.precision)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
@@ -374,6 +382,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {api.report(args.run)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    paths = api.export(args.run, args.format, out=args.out, overwrite=args.overwrite)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 

@@ -9,7 +9,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .errors import VaekitError
 
@@ -42,6 +42,10 @@ class ModelConfig:
     conv_channels: tuple[int, ...] = (32, 64)  # conv: channels of the stride-2 conv layers
 
 
+LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
+LOG_CHOICES: tuple[str, ...] = get_args(LogKind)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """The optimisation.
@@ -70,6 +74,11 @@ class TrainConfig:
     patience: int | None = None  # early stopping: stop after this many epochs without a better validation loss
     precision: str = "auto"  # "fp32", "bf16" (autocast; losses in fp32), or "auto": bf16 where the hardware has it
     compile: bool = False  # torch.compile the training step (10-25% faster MNIST epochs after 2-25 s of compiling)
+    log: LogKind = "none"  # also write RUN/tensorboard/ (curves, pictures, projector)
+
+    def __post_init__(self) -> None:
+        if self.log not in LOG_CHOICES:  # the one check, for flags, the Python API and config.json alike
+            raise VaekitError(f"unknown --log {self.log!r}; choose from {', '.join(LOG_CHOICES)}")
 
 
 # Training settings an architecture gets when batch_size, lr or lr_schedule are not given.

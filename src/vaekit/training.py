@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, runs
+from . import distributed, runs, tracking
 from .config import DEFAULT_RECIPES, RunConfig
 from .data import ArrayData, Splits, load_splits
 from .data.transforms import corrupt, parse_noise
@@ -239,6 +239,7 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     device = pick_device(cfg.train.device, local_rank)
     if cfg.train.compile:
         check_compile(device)  # before the run folder exists: a refused run leaves nothing behind
+    tracking.check(cfg)  # likewise --log tensorboard without its package
     created = distributed.start(device)
     try:
         return _train(cfg, run_dir, splits, device, resume, overwrite, progress and rank == 0)
@@ -268,6 +269,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
+    logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
             # the budget is a cap: an epoch starts only if one as long as the last still fits
@@ -286,6 +288,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
                 try:
                     best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best,
                                       started, writer)
+                    logger.on_epoch(epoch, optimizer.param_groups[0]["lr"])  # the record metrics.jsonl just got
                 except Exception as e:  # e.g. a full disk: the other ranks must not wait for rank 0 forever
                     failure = e
                 since_best = 0 if previous is None or best is None or best < previous else since_best + 1
@@ -302,6 +305,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
         writer.wait()  # the last epoch's files are on disk (or their error raised) before they are read back
     finally:
         writer.close()
+        logger.flush()
         bar.close()
         torch.set_flush_denormal(False)
     if distributed.is_main() and (run_dir / runs.MODEL_FILE).is_file():
@@ -309,6 +313,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     # a denoiser's test figures are, like its validation curve, for corrupted inputs and clean targets
     test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed, binarize=cfg.data.binarize,
                           noise=cfg.data.noise) if len(splits.test) and distributed.is_main() else {}
+    logger.on_end(model, splits)  # picture grids and the latent projector of the best weights
     return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir), test)
 
 

@@ -37,6 +37,11 @@ class LatentModel(nn.Module):
         """A deterministic code for each item: (B, ...) -> (B, L)."""
         raise NotImplementedError
 
+    def encoder_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What the encoder gives each item, by name (the names of an exported encoder's outputs): (B, ...) ->
+        {"code": (B, L)}; a VAE gives its posterior's mean and log-variance instead."""
+        return {"code": self.embed(x)}
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Expected reconstruction from the deterministic code: (B, ...) -> (B, *input_shape)."""
         return self.decode_mean(self.embed(x))

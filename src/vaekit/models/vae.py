@@ -39,6 +39,10 @@ class VAE(LatentModel):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)[0]
 
+    def encoder_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return {"mean": mu, "logvar": logvar}  # (B, L) each
+
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
