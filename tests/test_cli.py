@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -56,3 +57,50 @@ def test_sample_does_not_clobber_an_existing_file(tmp_path, digits_run, capsys):
     out.write_bytes(b"precious")
     assert main(["sample", str(digits_run), "--out", str(out)]) == 2
     assert out.read_bytes() == b"precious"
+
+
+# --- data folders: saved absolute, --data-dir on every command that reads data, $VAEKIT_DATA first -----------
+
+def test_a_relative_data_dir_run_works_from_another_folder_and_refuses_the_wrong_dataset(
+        tmp_path, shared_data, monkeypatch, capsys):
+    from dataclasses import replace
+    from vaekit.data import named
+    monkeypatch.setattr(named, "NAMED", {k: replace(v, mirrors=()) for k, v in named.NAMED.items()})  # offline
+    home, elsewhere, run = tmp_path / "home", tmp_path / "elsewhere", tmp_path / "run"
+    shutil.copytree(shared_data / "mnist", home / "data" / "mnist")
+    elsewhere.mkdir()
+    monkeypatch.chdir(home)
+    assert main(["train", "--dataset", "mnist", "--data-dir", "data/mnist", "--epochs", "1", "--hidden", "32",
+                 "--latent-dim", "2", "--run-dir", str(run), "--quiet", "--no-plots"]) == 0
+    assert json.loads((run / "config.json").read_text())["data"]["data_dir"] == str(home / "data" / "mnist")
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 10000
+    # the case: Fashion-MNIST asked of a run whose folder holds MNIST files
+    assert main(["anomalies", str(run), "--input", "fashion-mnist:test", "--out", "a.csv"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"vaekit: error: {home}/data/mnist/t10k-images-idx3-ubyte.gz: this is MNIST's "
+                   "t10k-images-idx3-ubyte.gz, not fashion-mnist's t10k-images-idx3-ubyte.gz (by SHA-256); point "
+                   "--data-dir at the fashion-mnist files or at a folder holding fashion-mnist/")
+    assert not list(elsewhere.iterdir())
+    assert main(["anomalies", str(run), "--input", "fashion-mnist:test", "--data-dir", str(shared_data),
+                 "--out", "a.csv"]) == 0
+    flagged = int(capsys.readouterr().out.split("scores, ")[1].split(" of ")[0])
+    assert flagged > 2000  # MNIST's own test split flags about 1 %, 100 of 10000
+    # $VAEKIT_DATA comes before the folder saved in the run: a damaged copy there is found, and refused
+    damaged = tmp_path / "env" / "mnist"
+    shutil.copytree(shared_data / "mnist", damaged)
+    (damaged / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b")
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "env"))
+    assert main(["evaluate", str(run)]) == 2
+    assert f"{damaged}/t10k-labels-idx1-ubyte.gz: not mnist's" in capsys.readouterr().err
+
+
+def test_a_data_dir_that_does_not_exist_is_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "mnist", "--data-dir", "nowhere", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vaekit: error: {tmp_path}/nowhere: this folder does not exist (--data-dir); looked for "
+                          f"mnist in: {tmp_path}/nowhere/mnist, {tmp_path}/nowhere, ")
+    assert not (tmp_path / "runs").exists()

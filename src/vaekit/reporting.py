@@ -16,12 +16,13 @@ import torch
 
 from . import latent, plots, runs
 from .config import RunConfig
-from .data import Splits, load_splits
+from .data import Splits, data_for_run, load_splits
 from .errors import VaekitError
 from .runs import atomic_write
 from .training import as_tensor, model_input
 
 SUMMARY_FILE = "summary.json"
+SETTINGS = "picture_settings"  # summary.json: the options each run-folder picture was last drawn with
 REPORT_FILE = "report.html"
 CAPTIONS = {
     "samples.png": "New items decoded from the prior z ~ N(0, I) (for a plain AE: a Gaussian fitted to its codes).",
@@ -55,11 +56,11 @@ class LoadedRun:
         return as_tensor(getattr(self.splits, split), self.device)
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
+def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedRun:
     from .training import pick_device
 
     model, cfg, _ = runs.load_model(run_dir, pick_device("auto"))
-    return LoadedRun(Path(run_dir), model, cfg, load_splits(cfg.data))
+    return LoadedRun(Path(run_dir), model, cfg, load_splits(data_for_run(cfg.data, data_dir)))
 
 
 def _decode(run: LoadedRun, codes: np.ndarray) -> np.ndarray:
@@ -126,12 +127,21 @@ def plot_manifold(run: LoadedRun, n: int = 20, out: Path | None = None) -> dict:
                 "posterior mean")
     images = _decode(run, latent.manifold_codes(n, base, dims, (float(spread[a]), float(spread[b]))))
     plots.save_grid(out or run.run_dir / "manifold.png", images, n)
+    if out is None:
+        _remember(run.run_dir, "manifold.png", {"n": n})
     return {"manifold_dims": list(dims), "manifold_scan": how, "manifold_n": n}
 
 
-def plot_interpolation(run: LoadedRun, i: int = 0, j: int = 1, steps: int = 10, out: Path | None = None) -> dict:
-    """``interpolation.png``: test item i, ``steps`` decoded points from z_i to z_j, test item j."""
+def plot_interpolation(run: LoadedRun, i: int | None = None, j: int | None = None, steps: int = 10,
+                       out: Path | None = None, from_class: str | int | None = None,
+                       to_class: str | int | None = None) -> dict:
+    """``interpolation.png``: test item i, ``steps`` decoded points from z_i to z_j, test item j.
+
+    The items are given by index in the test split (defaults 0 and 1) or by class: the first test item with
+    that label (an integer, or a class name such as "Sneaker")."""
     _require_images(run, "an interpolation")
+    i = _pick_item(run, i, from_class, 0, "from")
+    j = _pick_item(run, j, to_class, 1, "to")
     n = len(run.splits.test)
     for k in (i, j):
         if not 0 <= k < n:
@@ -144,7 +154,33 @@ def plot_interpolation(run: LoadedRun, i: int = 0, j: int = 1, steps: int = 10, 
     originals = model_input(x).float().cpu().numpy()
     plots.save_grid(out or run.run_dir / "interpolation.png", np.concatenate([originals[:1], path, originals[1:]]),
                     steps + 2)
+    if out is None:
+        _remember(run.run_dir, "interpolation.png", {"i": i, "j": j, "steps": steps})
     return {"interpolation": [i, j, steps]}
+
+
+def _pick_item(run: LoadedRun, index: int | None, label: str | int | None, default: int, end: str) -> int:
+    """A test item's index: ``index``, else the first item of class ``label``, else ``default``."""
+    if label is None:
+        return default if index is None else index
+    test = run.splits.test
+    if test.y is None:
+        raise VaekitError(f"{test.name}: has no labels, so --{end}-class cannot pick an item; use --{end}-index N")
+    names = test.class_names or ()
+    text = str(label)
+    k = names.index(text) if text in names else (int(text) if text.lstrip("-").isdigit() else None)
+    hits = np.flatnonzero(test.y == k) if k is not None else []
+    if len(hits) == 0:
+        classes = ", ".join(f"{c} ({names[c]})" if c < len(names) else str(c) for c in sorted(set(test.y.tolist())))
+        raise VaekitError(f"{test.name}: no test item of class {text!r}; classes are {classes}")
+    return int(hits[0])
+
+
+def _remember(run_dir: Path, name: str, settings: dict) -> None:
+    """Keep the options a run-folder picture was drawn with, so ``report`` redraws it the same way."""
+    path = run_dir / SUMMARY_FILE
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    _update_summary(run_dir, {SETTINGS: {**summary.get(SETTINGS, {}), name: settings}})
 
 
 def _shown_test_items(run: LoadedRun, n: int = 8) -> torch.Tensor:
@@ -189,9 +225,13 @@ def plot_recon_error(run: LoadedRun) -> dict:
     return {"test_recon_error_median": float(np.median(err))}
 
 
-def make_pictures(run_dir: str | Path) -> dict:
-    """Write every picture that fits the run's data and return the numbers they produced."""
-    run = load_run(run_dir)
+def make_pictures(run_dir: str | Path, data_dir: str | Path | None = None) -> dict:
+    """Write every picture that fits the run's data and return the numbers they produced.
+
+    A picture the user redrew with other options (``vaekit plot manifold RUN --n 15``) is redrawn with those."""
+    run = load_run(run_dir, data_dir)
+    path = run.run_dir / SUMMARY_FILE
+    settings = (json.loads(path.read_text()) if path.exists() else {}).get(SETTINGS, {})
     info: dict = {}
     metrics = runs.read_metrics(run.run_dir)
     if metrics:
@@ -203,9 +243,9 @@ def make_pictures(run_dir: str | Path) -> dict:
             if run.cfg.data.noise:
                 info.update(plot_denoising(run))
             if run.cfg.model.latent_dim >= 2:
-                info.update(plot_manifold(run))
+                info.update(plot_manifold(run, **settings.get("manifold.png", {})))
             if len(run.splits.test) >= 2:
-                info.update(plot_interpolation(run, 0, 1))
+                info.update(plot_interpolation(run, **settings.get("interpolation.png", {})))
         else:
             info.update(plot_recon_error(run))
     _update_summary(run.run_dir, {"pictures": info})
