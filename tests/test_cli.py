@@ -104,3 +104,53 @@ def test_a_data_dir_that_does_not_exist_is_named(tmp_path, monkeypatch, capsys):
     assert err.startswith(f"vaekit: error: {tmp_path}/nowhere: this folder does not exist (--data-dir); looked for "
                           f"mnist in: {tmp_path}/nowhere/mnist, {tmp_path}/nowhere, ")
     assert not (tmp_path / "runs").exists()
+
+
+def test_too_few_optimiser_steps_warn_with_the_number_and_a_suggestion(tmp_path, capsys):
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--run-dir", str(tmp_path / "r"), "--quiet",
+                 "--no-plots"]) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warning == ["vaekit: warning: 2 epochs of 12 steps make only 24 optimiser steps (1455 training items, "
+                       "batch 128); a model needs about 500 or more to learn more than a blur: pass --epochs 250, "
+                       "or leave --epochs unset (about 3000 steps)"]
+    assert main(["train", "--dataset", "digits", "--epochs", "42", "--run-dir", str(tmp_path / "r2"), "--quiet",
+                 "--no-plots"]) == 0  # 504 steps
+    assert "warning" not in capsys.readouterr().err
+
+
+def _interrupt_in_epoch(monkeypatch, epoch):
+    from vaekit import training
+    original = training.train_epoch
+
+    def train_epoch(objective, optimizer, x, cfg, e, bar):
+        if e == epoch:
+            raise KeyboardInterrupt
+        return original(objective, optimizer, x, cfg, e, bar)
+    monkeypatch.setattr(training, "train_epoch", train_epoch)
+
+
+def test_ctrl_c_says_what_was_kept_and_a_rerun_or_resume_goes_on(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "digits", "--epochs", "4", "--run-dir", str(run), "--quiet", "--no-plots"]
+    with monkeypatch.context() as m:
+        _interrupt_in_epoch(m, 1)
+        assert main(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"vaekit: interrupted before the first epoch ended; {run} holds no checkpoint, only the run's config; run the "
+        "same command again to start over")
+    assert main(["train", "--resume", str(run), "--quiet", "--no-plots"]) == 0  # says why it starts from scratch
+    assert (f"vaekit: note: {run} has no checkpoint (it was stopped before its first epoch ended), so training "
+            "starts at epoch 1") in capsys.readouterr().err
+    with monkeypatch.context() as m:
+        _interrupt_in_epoch(m, 1)
+        assert main(argv + ["--overwrite"]) == 130
+    capsys.readouterr()
+    assert main(argv) == 0  # the same command again: not "run folder already exists"
+    assert f"vaekit: note: {run} holds a run stopped before its first epoch ended" in capsys.readouterr().err
+    with monkeypatch.context() as m:
+        _interrupt_in_epoch(m, 3)
+        assert main(argv + ["--overwrite"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"vaekit: interrupted; {run} keeps the checkpoint of epoch 2 (and the model of its best epoch); continue "
+        f"with: vaekit train --resume {run}")
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]

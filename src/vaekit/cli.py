@@ -433,9 +433,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vaekit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("vaekit: interrupted; the last completed epoch's checkpoint is kept (resume with --resume RUN)",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:  # training says what its run folder kept (TrainingInterrupted)
+        print(f"vaekit: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 
