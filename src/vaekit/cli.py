@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--plot", help="picture (default: anomalies.png beside --out)")
 
     p = sub.add_parser("plot", help="one picture of a run: latent, manifold, interpolate")
-    kinds = p.add_subparsers(dest="kind", required=True)
+    kinds = p.add_subparsers(dest="kind", required=True, help="the picture: latent, manifold or interpolate")
     pl = kinds.add_parser("latent", help="test posterior means coloured by label (PCA to 2-D when L > 2)")
     pm = kinds.add_parser("manifold", help="decoded grid of the latent plane at Gaussian quantiles")
     pm.add_argument("--n", type=int, default=20, help="grid size n x n")
@@ -236,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             precision=args.precision)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
-        print(f"run folder: {result.run_dir}\ntest per sample: {test}")
+        print(f"run folder: {result.run_dir}\ntest per sample: {test}\nreport: {result.run_dir / 'report.html'}")
     return 0
 
 
@@ -292,6 +292,7 @@ def _write_items(out: Path, arrays: dict[str, np.ndarray], grid: np.ndarray, n_c
         atomic_write(out, png_bytes(image_grid(grid, n_cols)))
         return
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder should be like any the user makes
     try:
         width = len(str(len(grid) - 1))
         for i, item in enumerate(grid):
@@ -304,6 +305,12 @@ def _write_items(out: Path, arrays: dict[str, np.ndarray], grid: np.ndarray, n_c
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    from .runs import _UMASK
+
+    return _UMASK
 
 
 def _remove_png_folder(folder: Path) -> None:

@@ -171,7 +171,7 @@ def _pick_item(run: LoadedRun, index: int | None, label: str | int | None, defau
     k = names.index(text) if text in names else (int(text) if text.lstrip("-").isdigit() else None)
     hits = np.flatnonzero(test.y == k) if k is not None else []
     if len(hits) == 0:
-        classes = ", ".join(f"{c} ({names[c]})" if c < len(names) else str(c) for c in sorted(set(test.y.tolist())))
+        classes = ", ".join(f"{c} ({names[c]})" if c < len(names) and names[c] != str(c) else str(c) for c in sorted(set(test.y.tolist())))
         raise VaekitError(f"{test.name}: no test item of class {text!r}; classes are {classes}")
     return int(hits[0])
 
@@ -258,6 +258,52 @@ def _update_summary(run_dir: Path, extra: dict) -> None:
     runs.write_json(path, {**summary, **extra})
 
 
+PIXEL_GRIDS = {"samples.png", "reconstructions.png", "manifold.png", "interpolation.png", "denoising.png"}
+HALF_WIDTH, FULL_WIDTH = 560, 1120  # px: a picture in one of two grid columns, or across the page
+
+
+def _figure(run_dir: Path, name: str, caption: str) -> str:
+    """One picture for the report. Image grids are shown at a whole multiple of their size (nearest-neighbour,
+    so 8x8 digits stay crisp): at least doubled in a grid column, or across the page when that does not fit."""
+    from PIL import Image
+
+    with Image.open(run_dir / name) as im:
+        w, h = im.size
+    attrs, wide = "", w > HALF_WIDTH
+    if name in PIXEL_GRIDS:
+        k = min(4, HALF_WIDTH // w)
+        wide = k < 2
+        k = max(1, min(4, FULL_WIDTH // w)) if wide else k
+        attrs = f' class="px" width="{w * k}" height="{h * k}"'
+    esc = html.escape
+    return (f'<figure{" class=wide" if wide else ""}><img src="{name}" alt="{esc(name)}"{attrs}>'
+            f"<figcaption><b>{esc(name)}</b>: {esc(caption)}</figcaption></figure>")
+
+
+def _epoch_rows(metrics: list[dict], head: list[str], best: int | None) -> str:
+    """The per-epoch table: every epoch up to 30, else the first 10, the best and the last 20, with each gap
+    marked in a row of its own."""
+    esc = html.escape
+    n = len(metrics)
+    keep = set(range(n)) if n <= 30 else set(range(10)) | set(range(n - 20, n)) | {
+        k for k, m in enumerate(metrics) if m.get("epoch") == best}
+    rows, previous = [], None
+    for k in sorted(keep):
+        m = metrics[k]
+        if previous is not None and k > previous + 1:
+            first, last = metrics[previous + 1]["epoch"], metrics[k - 1]["epoch"]
+            rows.append(f'<tr class="gap"><td colspan="{len(head)}">&#8942; epochs {first}-{last} not shown '
+                        f"({last - first + 1} rows; every epoch is in metrics.jsonl) &#8942;</td></tr>")
+        cells = "".join(f"<td>{m[h]:.3f}</td>" if isinstance(m.get(h), float) else f"<td>{esc(str(m.get(h, '')))}</td>"
+                        for h in head)
+        if m.get("epoch") == best:
+            rows.append(f'<tr class="best">{cells.replace("</td>", " &#9733;</td>", 1)}</tr>')
+        else:
+            rows.append(f"<tr>{cells}</tr>")
+        previous = k
+    return "\n".join(rows)
+
+
 def write_report(run_dir: str | Path) -> Path:
     """``report.html``: config, final metrics, timings and every picture in the folder (relative links)."""
     run_dir = Path(run_dir)
@@ -282,23 +328,29 @@ def write_report(run_dir: str | Path) -> Path:
             value = summary[key]
             rows.append((label, f"{value:.3f}" if isinstance(value, float) else str(value)))
     table = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
-    figures = "\n".join(
-        f'<figure><img src="{name}" alt="{esc(name)}"><figcaption><b>{esc(name)}</b>: {esc(caption)}'
-        f"</figcaption></figure>" for name, caption in CAPTIONS.items() if (run_dir / name).is_file())
+    captions = dict(CAPTIONS)
+    if "interpolation" in pictures:
+        i, j, steps = pictures["interpolation"]
+        captions["interpolation.png"] += f" Test items {i} and {j}, {steps} steps."
+    figures = "\n".join(_figure(run_dir, name, caption) for name, caption in captions.items()
+                        if (run_dir / name).is_file())
     head = ["epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "seconds"]
-    shown = metrics if len(metrics) <= 30 else metrics[:10] + metrics[-20:]
-    epoch_rows = "\n".join("<tr>" + "".join(
-        f"<td>{m[h]:.3f}</td>" if isinstance(m.get(h), float) else f"<td>{esc(str(m.get(h, '')))}</td>"
-        for h in head) + "</tr>" for m in shown)
+    best = summary.get("best_epoch") or max((m["epoch"] for m in metrics if m.get("best", True)), default=None)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>vaekit run {esc(run_dir.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} figure{{display:inline-block;margin:1em;vertical-align:top}}
-img{{max-width:100%;image-rendering:pixelated}} pre{{background:#f6f6f6;padding:1em}}</style></head>
+<style>body{{font-family:sans-serif;margin:2em auto;padding:0 1em;max-width:{FULL_WIDTH}px}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+.pictures{{display:grid;grid-template-columns:repeat(auto-fill,minmax({HALF_WIDTH - 20}px,1fr));gap:1.5em;align-items:start}}
+figure{{margin:0}} figure.wide{{grid-column:1/-1}} figcaption{{font-size:90%;color:#333;max-width:60em}}
+img{{max-width:100%;height:auto;display:block}} img.px{{image-rendering:pixelated}}
+tr.best td{{background:#fff3c4;font-weight:bold}} tr.gap td{{text-align:center;color:#666;font-style:italic}}
+pre{{background:#f6f6f6;padding:1em}}</style></head>
 <body><h1>vaekit run <code>{esc(run_dir.name)}</code></h1>
 <h2>Summary</h2><table>{table}</table>
-<h2>Pictures</h2>{figures or "<p>No pictures (run with plots enabled, or <code>vaekit report RUN</code>).</p>"}
-<h2>Per epoch</h2><table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{epoch_rows}</table>
+<h2>Pictures</h2>{f'<div class="pictures">{figures}</div>' if figures else
+                  "<p>No pictures (run with plots enabled, or <code>vaekit report RUN</code>).</p>"}
+<h2>Per epoch</h2>{"<p>&#9733; marks the saved model's epoch (best validation loss).</p>" if best else ""}
+<table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{_epoch_rows(metrics, head, best)}</table>
 <h2>Config</h2><pre>{esc(json.dumps(cfg, indent=2, sort_keys=True))}</pre>
 </body></html>
 """
