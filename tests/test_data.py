@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import os
 import shutil
 import struct
 
@@ -10,7 +12,7 @@ import pytest
 from PIL import Image
 
 from vaekit.config import DataConfig
-from vaekit.data import load_data, load_splits, parse_spec
+from vaekit.data import download, load_data, load_splits, named, parse_spec
 from vaekit.data.formats import read_amat, read_idx
 from vaekit.errors import DataError
 
@@ -73,14 +75,94 @@ def test_bad_idx_files_are_rejected_naming_the_file(tmp_path, payload, message):
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
-def test_labels_and_images_of_different_lengths_are_rejected(tmp_path, shared_data):
+def test_labels_and_images_of_different_lengths_are_rejected(tmp_path, shared_data, monkeypatch):
     folder = tmp_path / "mnist"
     folder.mkdir()
     for name in ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copy(shared_data / "mnist" / name, folder / name)
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(np.zeros(59999, np.uint8))))
+    # registered with these files' own checksums, so the count check (not the checksum) is what refuses them
+    sums = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_size) for p in folder.iterdir()}
+    monkeypatch.setitem(named.NAMED, "mnist", named._idx_dataset("mnist", (), named.DIGIT_NAMES, sums))
     with pytest.raises(DataError, match="59999 labels for 60000 images"):
         load_data("mnist:train", DataConfig(data_dir=str(folder)))
+
+
+# --- dataset identity: a file is the dataset asked for only if its SHA-256 says so ---------------------------
+
+def _one_line(call) -> str:
+    with pytest.raises(DataError) as err:
+        call()
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def test_fashion_mnist_asked_of_a_folder_of_mnist_files_is_refused(shared_data):
+    message = _one_line(lambda: load_data("fashion-mnist:test", DataConfig(data_dir=str(shared_data / "mnist"))))
+    assert message == (f"{shared_data}/mnist/t10k-images-idx3-ubyte.gz: this is MNIST's t10k-images-idx3-ubyte.gz, "
+                       "not fashion-mnist's t10k-images-idx3-ubyte.gz (by SHA-256); point --data-dir at the "
+                       "fashion-mnist files or at a folder holding fashion-mnist/")
+
+
+def test_mnist_asked_of_a_folder_of_fashion_files_is_refused(shared_data):
+    message = _one_line(lambda: load_splits(DataConfig(dataset="mnist", data_dir=str(shared_data / "fashion-mnist"))))
+    assert message.startswith(f"{shared_data}/fashion-mnist/train-images-idx3-ubyte.gz: this is Fashion-MNIST's "
+                              "train-images-idx3-ubyte.gz, not mnist's train-images-idx3-ubyte.gz (by SHA-256)")
+
+
+def test_a_root_holding_both_datasets_gives_each_its_own_files(shared_data):
+    mnist = load_data("mnist:test", DataConfig(data_dir=str(shared_data)))
+    fashion = load_data("fashion-mnist:test", DataConfig(data_dir=str(shared_data)))
+    assert not np.array_equal(mnist.x, fashion.x)
+    assert fashion.class_names[9] == "Ankle boot" and int(fashion.x.sum()) != int(mnist.x.sum())
+    assert float(fashion.x.mean()) == pytest.approx(73.15, abs=0.05)  # Fashion's test mean; MNIST's is 33.79
+    assert float(mnist.x.mean()) == pytest.approx(33.79, abs=0.05)
+
+
+def test_binarized_mnist_against_a_truncated_copy_is_refused(tmp_path, shared_data):
+    folder = tmp_path / "binarized-mnist"
+    shutil.copytree(shared_data / "binarized-mnist", folder)
+    test = folder / "binarized_mnist_test.amat.gz"
+    lines = gzip.decompress(test.read_bytes()).splitlines(keepends=True)
+    test.write_bytes(gzip.compress(b"".join(lines[:100])))  # a valid file of 100 rows: parses, but is not the set
+    message = _one_line(lambda: load_data("binarized-mnist:test", DataConfig(data_dir=str(tmp_path))))
+    assert message.startswith(f"{test}: not binarized-mnist's binarized_mnist_test.amat: its SHA-256 ")
+    assert message.endswith("it holds 156800 bytes uncompressed where the real file has 15680000 (truncated?)")
+    test.write_bytes((shared_data / "binarized-mnist/binarized_mnist_test.amat.gz").read_bytes()[:100_000])
+    assert _one_line(lambda: load_data("binarized-mnist:test", DataConfig(data_dir=str(tmp_path)))).startswith(
+        f"{test}: corrupt or truncated gzip")
+
+
+def test_a_changed_file_in_the_cache_is_refused_too(tmp_path, shared_data, monkeypatch):
+    cached = download.cache_dir() / "mnist"
+    shutil.copytree(shared_data / "mnist", cached)
+    data = bytearray((cached / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    data[100] ^= 0xFF
+    (cached / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(data))
+    assert "t10k-labels-idx1-ubyte.gz: not mnist's t10k-labels-idx1-ubyte.gz" in _one_line(
+        lambda: load_data("mnist:test", DataConfig()))
+
+
+def test_verification_is_remembered_by_size_and_mtime(tmp_path, shared_data, monkeypatch):
+    folder = tmp_path / "mnist"
+    shutil.copytree(shared_data / "mnist", folder)
+    hashed = []
+    original = download.file_sha256
+    monkeypatch.setattr(download, "file_sha256", lambda path, gunzip: hashed.append(path.name) or original(path, gunzip))
+    load_data("mnist:test", DataConfig(data_dir=str(folder)))
+    assert hashed == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    load_data("mnist:test", DataConfig(data_dir=str(folder)))
+    assert len(hashed) == 2  # the second load hashes nothing
+    labels = folder / "t10k-labels-idx1-ubyte.gz"
+    os.utime(labels, ns=(labels.stat().st_atime_ns, labels.stat().st_mtime_ns + 10**9))  # touched: checked again
+    load_data("mnist:test", DataConfig(data_dir=str(folder)))
+    assert hashed[2:] == ["t10k-labels-idx1-ubyte.gz"]
+
+
+def test_a_data_dir_that_does_not_exist_says_so_and_where_it_looked(tmp_path):
+    message = _one_line(lambda: load_data("mnist:test", DataConfig(data_dir=str(tmp_path / "nowhere"))))
+    assert message == (f"{tmp_path}/nowhere: this folder does not exist (--data-dir); looked for mnist in: "
+                       f"{tmp_path}/nowhere/mnist, {tmp_path}/nowhere, {download.cache_dir()}/mnist")
 
 
 def test_amat_row_of_wrong_length_names_the_line(tmp_path):

@@ -117,3 +117,50 @@ def test_a_test_split_of_one_item_still_gets_its_latent_picture(tmp_path):
     assert main(["train", "--dataset", f"csv:{path}", "--epochs", "2", "--run-dir", str(tmp_path / "r"),
                  "--quiet"]) == 0  # was: ValueError while unpacking the second principal axis
     assert _size(tmp_path / "r" / "latent.png")[1] in ("RGB", "RGBA")
+
+
+def test_report_keeps_the_settings_a_picture_was_made_with_and_picks_items_by_class(tmp_path, capsys):
+    run = tmp_path / "run"
+    vaekit.train(dataset="digits", hidden=(32,), latent_dim=2, epochs=3, run_dir=run, progress=False)
+    assert main(["plot", "manifold", str(run), "--n", "15"]) == 0
+    assert main(["plot", "interpolate", str(run), "--from-class", "3", "--to-class", "7", "--steps", "6"]) == 0
+    test_y = vaekit.load_data("digits:test").y
+    i, j = int(np.flatnonzero(test_y == 3)[0]), int(np.flatnonzero(test_y == 7)[0])
+    assert f'"interpolation": [{i}, {j}, 6]' in capsys.readouterr().out
+    assert main(["report", str(run)]) == 0
+    assert _size(run / "manifold.png")[0] == grid_size(15, 15, 8, 8)  # not redrawn at the default 20
+    assert _size(run / "interpolation.png")[0] == grid_size(1, 8, 8, 8)
+    assert f"Test items {i} and {j}, 6 steps." in (run / "report.html").read_text()
+    assert main(["plot", "interpolate", str(run), "--from-class", "11"]) == 2
+    assert capsys.readouterr().err.strip() == ("vaekit: error: digits: no test item of class '11'; classes are "
+                                               "0, 1, 2, 3, 4, 5, 6, 7, 8, 9")
+    assert main(["plot", "interpolate", str(run), "--from", "2", "--from-class", "3"]) == 2
+    assert "--from-index and --from-class both pick the from item" in capsys.readouterr().err
+
+
+def test_report_scales_image_grids_up_in_a_grid_layout(digits_run):
+    page = (digits_run / "report.html").read_text()
+    shown = dict(re.findall(r'<img src="([^"]+)"[^>]* width="(\d+)"', page))
+    for name, factor in (("samples.png", 2), ("reconstructions.png", 2), ("interpolation.png", 2),
+                         ("manifold.png", 1)):
+        assert int(shown[name]) == factor * _size(digits_run / name)[0][0], name
+    assert 'class="pictures"' in page and "image-rendering:pixelated" in page
+    assert re.search(r'<figure class=wide><img src="interpolation.png"', page)
+
+
+def test_per_epoch_table_marks_its_gap_and_the_best_epoch(tmp_path, digits_run):
+    import json
+    import shutil
+    from vaekit.reporting import write_report
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(digits_run / "config.json", run)
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "train_loss": 100.0 - e / 10, "best": e <= 100})
+                                               + "\n" for e in range(1, 241)))
+    (run / "summary.json").write_text(json.dumps({"best_epoch": 100}))
+    page = write_report(run).read_text()
+    epochs = re.findall(r"<tr(?: class=\"best\")?><td>(\d+)", page)
+    assert epochs == [str(e) for e in [*range(1, 11), 100, *range(221, 241)]]
+    gaps = re.findall(r"epochs (\d+)-(\d+) not shown", page)
+    assert gaps == [("11", "99"), ("101", "220")]
+    assert '<tr class="best"><td>100 &#9733;</td>' in page

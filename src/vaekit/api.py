@@ -20,7 +20,7 @@ import torch
 
 from . import distributed, runs
 from .config import RunConfig, build_config
-from .data import ArrayData, load_data, load_splits
+from .data import ArrayData, absolute_paths, data_for_run, load_data, load_splits
 from .errors import RunError, VaekitError
 from .training import TrainResult, as_tensor, evaluate_terms, model_input, pick_device
 from .training import train as _train
@@ -36,6 +36,7 @@ def train(preset: str | None = None, *, run_dir: str | Path | None = None, overw
     ...) or ``section.field``; ``None`` values are ignored.
     """
     cfg = build_config(preset, **settings)
+    cfg = RunConfig(absolute_paths(cfg.data), cfg.model, cfg.train, cfg.preset)  # readable from any folder
     started = time.perf_counter()
     result = _train(cfg, run_dir, overwrite=overwrite, progress=progress)
     _finish(result, time.perf_counter() - started, pictures)
@@ -43,14 +44,16 @@ def train(preset: str | None = None, *, run_dir: str | Path | None = None, overw
 
 
 def resume(run_dir: str | Path, *, epochs: int | None = None, progress: bool = True,
-           pictures: bool = True) -> TrainResult:
-    """Continue a run from its last checkpoint, optionally to a larger number of epochs."""
+           pictures: bool = True, data_dir: str | Path | None = None) -> TrainResult:
+    """Continue a run from its last checkpoint, optionally to a larger number of epochs.
+
+    The data is searched for as by every command on a run (``data_for_run``); the saved config is kept."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
     if epochs is not None:
         cfg = RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "epochs": epochs}})
     started = time.perf_counter()
-    result = _train(cfg, run_dir, resume=True, progress=progress)
+    result = _train(cfg, run_dir, resume=True, progress=progress, splits=load_splits(data_for_run(cfg.data, data_dir)))
     _finish(result, time.perf_counter() - started, pictures)
     return result
 
@@ -66,6 +69,10 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
                "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
                "processes": distributed.world()[1]}
+    from .reporting import SETTINGS
+    path = result.run_dir / SUMMARY_FILE
+    if path.exists() and SETTINGS in (old := json.loads(path.read_text())):  # a resumed run keeps the user's
+        summary[SETTINGS] = old[SETTINGS]  # picture options
     runs.write_json(result.run_dir / SUMMARY_FILE, summary)
     report(result.run_dir, pictures=pictures)
 
@@ -88,18 +95,25 @@ def load(run: str | Path, device: str = "auto") -> tuple[torch.nn.Module, RunCon
     return model, cfg
 
 
-def input_data(run: str | Path, data: str | None = None, split: str = "test") -> ArrayData:
+def input_data(run: str | Path, data: str | None = None, split: str = "test", *,
+               data_dir: str | Path | None = None) -> ArrayData:
     """The items a command works on: ``data`` (any data spec) or the run's own ``split``.
 
     CSV inputs are standardised with the run's saved training mean and std.
     """
     _, cfg, standardizer = runs.load_model(run)
-    return _items(cfg, standardizer, data, split)
+    return _items(_for_command(cfg, data_dir), standardizer, data, split)
 
 
-def _open(run: str | Path, device: str = "auto"):
-    """(model, config, standardizer) of a run, on CUDA when present (for "auto")."""
-    return runs.load_model(run, pick_device(device))
+def _open(run: str | Path, data_dir: str | Path | None = None, device: str = "auto"):
+    """(model, config, standardizer) of a run, on CUDA when present (for ``device="auto"``); the config's data
+    folder is the one this command searches first (``data_for_run``)."""
+    model, cfg, standardizer = runs.load_model(run, pick_device(device))
+    return model, _for_command(cfg, data_dir), standardizer
+
+
+def _for_command(cfg: RunConfig, data_dir: str | Path | None) -> RunConfig:
+    return RunConfig(data_for_run(cfg.data, data_dir), cfg.model, cfg.train, cfg.preset)
 
 
 def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") -> ArrayData:
@@ -117,7 +131,7 @@ def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") 
 
 def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_size: int = 1000,
              nll: bool = False, k: int = 5000, precision: str = "auto", progress: bool = False,
-             device: str = "auto") -> dict[str, float]:
+             device: str = "auto", data_dir: str | Path | None = None) -> dict[str, float]:
     """Mean per-sample negative ELBO (``loss``), reconstruction and KL on the run's test split (or ``data``).
 
     With ``nll``, also the importance-sampled estimate of -log p(x) with ``k`` samples per item (seeded):
@@ -129,7 +143,7 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
     A denoiser's (a run trained with ``noise``) ELBO terms are for the items corrupted with that noise
     (seeded) against the clean items, as in its training and validation; the NLL is of the clean items.
     """
-    model, cfg, standardizer = _open(run, device)
+    model, cfg, standardizer = _open(run, data_dir, device)
     items = _items(cfg, standardizer, data)
     x = as_tensor(items, next(model.parameters()).device)
     if cfg.data.binarize == "dynamic":  # one fixed binarization of the test set, shared by both numbers
@@ -176,7 +190,7 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
 
 
 @torch.no_grad()
-def sample(run: str | Path, n: int = 64, *, seed: int = 0) -> np.ndarray:
+def sample(run: str | Path, n: int = 64, *, seed: int = 0, data_dir: str | Path | None = None) -> np.ndarray:
     """``n`` new items decoded from the prior (a VAE's N(0, I); an AE's Gaussian fitted to its training
     codes): (n, *item_shape), the likelihood's mean. Reproducible for a given ``seed``."""
     if n < 1:
@@ -186,15 +200,16 @@ def sample(run: str | Path, n: int = 64, *, seed: int = 0) -> np.ndarray:
     model, cfg = load(run)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    train_x = as_tensor(load_splits(cfg.data).train, device) if cfg.model.model == "ae" else None
+    train_x = as_tensor(load_splits(data_for_run(cfg.data, data_dir)).train, device) if cfg.model.model == "ae" else None
     z = prior_codes(model, n, gen, train_x)
     return torch.cat([model.decode_mean(z[i:i + 4096]) for i in range(0, n, 4096)]).float().cpu().numpy()
 
 
 @torch.no_grad()
-def reconstruct(run: str | Path, n: int = 8, data: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def reconstruct(run: str | Path, n: int = 8, data: str | None = None, *, data_dir: str | Path | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(originals, reconstructions) of the first ``n`` test items, decoded from the posterior mean."""
-    model, cfg, standardizer = _open(run)
+    model, cfg, standardizer = _open(run, data_dir)
     items = _items(cfg, standardizer, data)
     x = model_input(as_tensor(items, next(model.parameters()).device)[:n])
     return x.cpu().numpy(), model.reconstruct(x).cpu().numpy()
@@ -202,14 +217,14 @@ def reconstruct(run: str | Path, n: int = 8, data: str | None = None) -> tuple[n
 
 @torch.no_grad()
 def encode(run: str | Path, data: str | None = None, *, items: ArrayData | None = None,
-           batch_size: int = 2000) -> np.ndarray:
+           batch_size: int = 2000, data_dir: str | Path | None = None) -> np.ndarray:
     """Codes of the items: posterior means for a VAE, the code for an AE: (N, L) float32.
 
     ``items`` (from ``input_data``) skips loading ``data`` again.
     """
     from .latent import posterior_means
 
-    model, cfg, standardizer = _open(run)
+    model, cfg, standardizer = _open(run, data_dir)
     items = items if items is not None else _items(cfg, standardizer, data)
     x = as_tensor(items, next(model.parameters()).device)
     return posterior_means(model, x, batch_size)
@@ -229,16 +244,17 @@ def decode(run: str | Path, codes: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def denoise(run: str | Path, data: str | None = None, *, batch_size: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def denoise(run: str | Path, data: str | None = None, *, batch_size: int = 2000,
+            data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, denoised): each item reconstructed from its code, (N, *item_shape) in the data's scale."""
-    model, cfg, standardizer = _open(run)
+    model, cfg, standardizer = _open(run, data_dir)
     x = model_input(as_tensor(_items(cfg, standardizer, data), next(model.parameters()).device))
     out = torch.cat([model.reconstruct(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     return x.cpu().numpy(), out.float().cpu().numpy()
 
 
 def anomalies(run: str | Path, data: str | None = None, *, score: str = "mse", contamination: float = 0.01,
-              samples: int = 0, seed: int = 0, normal_class: int | None = None):
+              samples: int = 0, seed: int = 0, normal_class: int | None = None, data_dir: str | Path | None = None):
     """Score items (higher = more anomalous), flag those above the training scores' (1 - contamination)
     quantile, and with labels and a normal class give AUROC and average precision.
 
@@ -247,7 +263,7 @@ def anomalies(run: str | Path, data: str | None = None, *, score: str = "mse", c
     """
     from .anomaly import detect, score_items, threshold_at
 
-    model, cfg, standardizer = _open(run)
+    model, cfg, standardizer = _open(run, data_dir)
     device = next(model.parameters()).device
     splits = load_splits(cfg.data)
     items, train = (splits.test if data is None else _items(cfg, standardizer, data)), splits.train
@@ -273,17 +289,18 @@ def export(run: str | Path, format: str = "onnx", *, out: str | Path | None = No
     return formats[format](run, out, overwrite=overwrite)
 
 
-def report(run: str | Path, pictures: bool = True) -> Path:
+def report(run: str | Path, pictures: bool = True, *, data_dir: str | Path | None = None) -> Path:
     """Rebuild the pictures (unless ``pictures=False``) and ``report.html`` of a run folder."""
     from .reporting import make_pictures, write_report
 
     read_config(run)  # a clear error for a folder that is not a run
     if pictures:
-        make_pictures(run)
+        make_pictures(run, data_dir)
     return write_report(run)
 
 
-def plot(run: str | Path, kind: str, out: str | Path | None = None, **options: Any) -> dict:
+def plot(run: str | Path, kind: str, out: str | Path | None = None, *, data_dir: str | Path | None = None,
+         **options: Any) -> dict:
     """One picture of a run: ``kind`` is "latent", "manifold" (``n``) or "interpolate" (``i``, ``j``, ``steps``).
 
     Writes ``<run>/<kind>.png`` (or ``out``) and returns the numbers it produced.
@@ -294,4 +311,4 @@ def plot(run: str | Path, kind: str, out: str | Path | None = None, **options: A
     if kind not in functions:
         raise VaekitError(f"unknown plot {kind!r}; choose from {', '.join(functions)}")
     read_config(run)
-    return functions[kind](rep.load_run(run), out=Path(out) if out else None, **options)
+    return functions[kind](rep.load_run(run, data_dir), out=Path(out) if out else None, **options)

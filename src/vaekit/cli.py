@@ -17,12 +17,30 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import api, distributed
+from . import __version__, api, distributed
 from .config import LOG_CHOICES, PRESETS
 from .errors import VaekitError
 from .models import MODELS
 
 EXIT_USAGE = 2
+DATA_DIR_HELP = ("folder with the named dataset's files, or a root holding <dataset>/ (default: $VAEKIT_DATA, "
+                 "else the folder saved in the run, then the cache); files are checked by SHA-256")
+# One example per subcommand, shown at the end of its --help.
+EXAMPLES = {
+    "train": "vaekit train --dataset mnist --data-dir ../shared/data --epochs 10",
+    "evaluate": "vaekit evaluate runs/mnist-vae-20261121-101500 --nll --k 5000",
+    "sample": "vaekit sample runs/mnist-vae-20261121-101500 -n 64 --out samples.png",
+    "reconstruct": "vaekit reconstruct runs/mnist-vae-20261121-101500 -n 8 --out recon.png",
+    "encode": "vaekit encode runs/mnist-vae-20261121-101500 --input mnist:test --out codes.npy --dtype float16",
+    "decode": "vaekit decode runs/mnist-vae-20261121-101500 --input codes.npy --out decoded/",
+    "denoise": "vaekit denoise runs/mnist-ae-20261121-101500 --input npz:noisy.npz --out clean.npz",
+    "anomalies": "vaekit anomalies runs/mnist-vae-20261121-101500 --input fashion-mnist:test --out scores.csv",
+    "plot": "vaekit plot manifold runs/mnist-vae-20261121-101500 --n 15",
+    "latent": "vaekit plot latent runs/mnist-vae-20261121-101500",
+    "manifold": "vaekit plot manifold runs/mnist-vae-20261121-101500 --n 15 --out manifold15.png",
+    "interpolate": "vaekit plot interpolate runs/mnist-vae-20261121-101500 --from-class 3 --to-class 7",
+    "report": "vaekit report runs/mnist-vae-20261121-101500",
+}
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -53,6 +71,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="vaekit", description="Autoencoders and VAEs for unlabeled data.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--version", action="version", version=f"vaekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model and write its run folder")
@@ -106,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = _run_command(sub, "evaluate", "test-split loss per sample of a trained run (and -log p(x))", cmd_evaluate,
                      inp="data spec to evaluate on instead of the run's test split")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="seed of the sampled z (and of --nll); default 0")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--nll", action="store_true", help="importance-sampled estimate of -log p(x)")
     e.add_argument("--k", type=int, default=5000, help="importance samples per item for --nll (default 5000)")
@@ -115,18 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = _run_command(sub, "sample", "decode new items from the prior (augmentation)", cmd_sample,
                      out="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)")
-    s.add_argument("-n", type=int, default=64)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-n", type=int, default=64, help="number of items to decode (default 64)")
+    s.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
     r = _run_command(sub, "reconstruct", "test originals above their reconstructions", cmd_reconstruct,
                      inp="data spec to reconstruct instead of the run's test split",
                      out="PNG grid (.png) or arrays (.npz)")
-    r.add_argument("-n", type=_positive, default=8)
+    r.add_argument("-n", type=_positive, default=8, help="number of test items shown (default 8)")
     en = _run_command(sub, "encode", "codes of items (posterior means): compression, dimension reduction",
                       cmd_encode, inp="data spec (default: the run's test split)",
                       out="codes as .npy (or .npz with labels)")
-    en.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    en.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                    help="dtype of the saved codes (default float32; float16 halves the file)")
     _run_command(sub, "decode", "items decoded from codes", cmd_decode, inp="codes .npy (N, L) or .npz with 'codes'",
-                 inp_required=True, out=".npz, a .png grid, or a folder of PNGs (DIR/)")
+                 inp_required=True, out=".npz, a .png grid, or a folder of PNGs (DIR/)", data=False)
     _run_command(sub, "denoise", "clean noisy items with a (denoising) model", cmd_denoise,
                  inp="data spec: npz:PATH, folder:PATH, ...", inp_required=True,
                  out=".npz, a .png grid, or a folder of PNGs (DIR/)")
@@ -141,18 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("--plot", help="picture (default: anomalies.png beside --out)")
 
     p = sub.add_parser("plot", help="one picture of a run: latent, manifold, interpolate")
-    kinds = p.add_subparsers(dest="kind", required=True)
+    kinds = p.add_subparsers(dest="kind", required=True, help="the picture: latent, manifold or interpolate")
     pl = kinds.add_parser("latent", help="test posterior means coloured by label (PCA to 2-D when L > 2)")
     pm = kinds.add_parser("manifold", help="decoded grid of the latent plane at Gaussian quantiles")
     pm.add_argument("--n", type=int, default=20, help="grid size n x n")
     pi = kinds.add_parser("interpolate", help="decoded path between two test items' latent codes")
-    pi.add_argument("--from", dest="i", type=int, default=0, help="test item index")
-    pi.add_argument("--to", dest="j", type=int, default=1, help="test item index")
-    pi.add_argument("--steps", type=int, default=10)
+    pi.add_argument("--from-index", "--from", dest="i", type=int, metavar="N",
+                    help="index (0-based) of the first item in the test split (default 0)")
+    pi.add_argument("--to-index", "--to", dest="j", type=int, metavar="N", help="index of the last test item (default 1)")
+    pi.add_argument("--from-class", metavar="CLASS", help="start at the first test item of this class (a label or class name)")
+    pi.add_argument("--to-class", metavar="CLASS", help="end at the first test item of this class")
+    pi.add_argument("--steps", type=int, default=10, help="decoded points between the two items (default 10)")
     for q in (pl, pm, pi):
-        q.add_argument("run")
+        q.add_argument("run", help="run folder")
         q.add_argument("--out", help="PNG file (default: <run>/<picture>.png)")
         q.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+        q.add_argument("--data-dir", help=DATA_DIR_HELP)
         q.set_defaults(func=cmd_plot)
 
     ex = sub.add_parser("export", help="the encoder and decoder as ONNX models (dynamic batch)")
@@ -162,17 +186,31 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--overwrite", action="store_true", help="replace existing exported files")
     ex.set_defaults(func=cmd_export)
 
-    rp = sub.add_parser("report", help="rebuild all pictures and report.html of a run")
-    rp.add_argument("run")
+    rp = sub.add_parser("report", help="redraw the pictures (with the settings they were made with) and report.html")
+    rp.add_argument("run", help="run folder")
+    rp.add_argument("--data-dir", help=DATA_DIR_HELP)
     rp.set_defaults(func=cmd_report)
+    _add_examples(sub)
     return parser
 
 
+def _add_examples(sub) -> None:
+    """An example at the end of every subcommand's --help (and of each plot kind's)."""
+    for name, p in sub.choices.items():
+        p.formatter_class = argparse.RawDescriptionHelpFormatter
+        p.epilog = f"example:\n  {EXAMPLES[name]}"
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                _add_examples(action)
+
+
 def _run_command(sub, name: str, help: str, func, *, inp: str | None = None, inp_required: bool = False,
-                 out: str | None = None) -> argparse.ArgumentParser:
-    """A subcommand over a run folder, with the shared --input/--data, --out and --overwrite options."""
+                 out: str | None = None, data: bool = True) -> argparse.ArgumentParser:
+    """A subcommand over a run folder, with the shared --input/--data, --data-dir, --out and --overwrite options."""
     p = sub.add_parser(name, help=help)
     p.add_argument("run", help="run folder (or a model .safetensors file)")
+    if data:
+        p.add_argument("--data-dir", help=DATA_DIR_HELP)
     if inp is not None:
         p.add_argument("--input", "--data", dest="input", required=inp_required, help=inp)
     if out is not None:
@@ -206,13 +244,13 @@ def cmd_train(args: argparse.Namespace) -> int:
             precision=args.precision)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
-        print(f"run folder: {result.run_dir}\ntest per sample: {test}")
+        print(f"run folder: {result.run_dir}\ntest per sample: {test}\nreport: {result.run_dir / 'report.html'}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     result = api.evaluate(args.run, args.input, seed=args.seed, nll=args.nll, k=args.k, precision=args.precision,
-                          progress=not args.json)
+                          progress=not args.json, data_dir=args.data_dir)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -262,6 +300,7 @@ def _write_items(out: Path, arrays: dict[str, np.ndarray], grid: np.ndarray, n_c
         atomic_write(out, png_bytes(image_grid(grid, n_cols)))
         return
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; the folder should be like any the user makes
     try:
         width = len(str(len(grid) - 1))
         for i, item in enumerate(grid):
@@ -276,6 +315,12 @@ def _write_items(out: Path, arrays: dict[str, np.ndarray], grid: np.ndarray, n_c
         raise
 
 
+def _umask() -> int:
+    from .runs import _UMASK
+
+    return _UMASK
+
+
 def _remove_png_folder(folder: Path) -> None:
     """Delete a folder of item PNGs that an earlier command wrote; refuse anything else (never a user's folder)."""
     entries = list(folder.iterdir())
@@ -288,7 +333,7 @@ def _remove_png_folder(folder: Path) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
-    x = api.sample(args.run, args.n, seed=args.seed)
+    x = api.sample(args.run, args.n, seed=args.seed, data_dir=args.data_dir)
     _write_items(out, {"x": x}, x, int(np.ceil(np.sqrt(len(x)))))
     print(f"wrote {len(x)} samples to {out}")
     return 0
@@ -296,7 +341,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".png", ".npz"))
-    originals, recons = api.reconstruct(args.run, args.n, args.input)
+    originals, recons = api.reconstruct(args.run, args.n, args.input, data_dir=args.data_dir)
     _write_items(out, {"x": originals, "reconstruction": recons},
                  np.concatenate([originals, recons]), len(originals))
     print(f"wrote {len(originals)} originals and reconstructions to {out}")
@@ -307,7 +352,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".npy", ".npz"))
     from .runs import atomic_write
 
-    items = api.input_data(args.run, args.input)
+    items = api.input_data(args.run, args.input, data_dir=args.data_dir)
     codes = api.encode(args.run, items=items).astype(args.dtype)
     buf = io.BytesIO()
     if out.suffix == ".npz":
@@ -338,7 +383,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
-    noisy, clean = api.denoise(args.run, args.input)
+    noisy, clean = api.denoise(args.run, args.input, data_dir=args.data_dir)
     _write_items(out, {"x": clean, "input": noisy}, clean, int(np.ceil(np.sqrt(len(clean)))))
     print(f"wrote {len(clean)} denoised items to {out}")
     return 0
@@ -351,7 +396,7 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
     from .runs import atomic_write
 
     found, items = api.anomalies(args.run, args.input, score=args.score, contamination=args.contamination,
-                                 samples=args.samples, normal_class=args.normal_class)
+                                 samples=args.samples, normal_class=args.normal_class, data_dir=args.data_dir)
     lines = ["index,score,anomaly" + (",label" if items.y is not None else "")]
     for i, (score, flag) in enumerate(zip(found.scores, found.flags)):
         lines.append(f"{i},{score:.6g},{int(flag)}" + (f",{items.y[i]}" if items.y is not None else ""))
@@ -371,17 +416,22 @@ def cmd_anomalies(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     options = {"latent": {}, "manifold": {"n": args.n} if args.kind == "manifold" else {},
-               "interpolate": {"i": args.i, "j": args.j, "steps": args.steps} if args.kind == "interpolate" else {}}
+               "interpolate": {"i": args.i, "j": args.j, "steps": args.steps, "from_class": args.from_class,
+                               "to_class": args.to_class} if args.kind == "interpolate" else {}}
+    if args.kind == "interpolate":
+        for index, label, end in ((args.i, args.from_class, "from"), (args.j, args.to_class, "to")):
+            if index is not None and label is not None:
+                raise VaekitError(f"--{end}-index and --{end}-class both pick the {end} item; give one of them")
     if args.out:
         _check_out(args.out, args.overwrite, (".png",))
-    info = api.plot(args.run, args.kind, args.out, **options[args.kind])
+    info = api.plot(args.run, args.kind, args.out, data_dir=args.data_dir, **options[args.kind])
     name = {"latent": "latent.png", "manifold": "manifold.png", "interpolate": "interpolation.png"}[args.kind]
     print(f"wrote {args.out or Path(args.run) / name}" + (f"  {json.dumps(info)}" if info else ""))
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    print(f"wrote {api.report(args.run)}")
+    print(f"wrote {api.report(args.run, data_dir=args.data_dir)}")
     return 0
 
 
@@ -404,9 +454,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"vaekit: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("vaekit: interrupted; the last completed epoch's checkpoint is kept (resume with --resume RUN)",
-              file=sys.stderr)
+    except KeyboardInterrupt as e:  # training says what its run folder kept (TrainingInterrupted)
+        print(f"vaekit: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 

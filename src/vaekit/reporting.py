@@ -16,12 +16,13 @@ import torch
 
 from . import latent, plots, runs
 from .config import RunConfig
-from .data import Splits, load_splits
+from .data import Splits, data_for_run, load_splits
 from .errors import VaekitError
 from .runs import atomic_write
 from .training import as_tensor, model_input
 
 SUMMARY_FILE = "summary.json"
+SETTINGS = "picture_settings"  # summary.json: the options each run-folder picture was last drawn with
 REPORT_FILE = "report.html"
 CAPTIONS = {
     "samples.png": "New items decoded from the prior z ~ N(0, I) (for a plain AE: a Gaussian fitted to its codes).",
@@ -55,11 +56,11 @@ class LoadedRun:
         return as_tensor(getattr(self.splits, split), self.device)
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
+def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedRun:
     from .training import pick_device
 
     model, cfg, _ = runs.load_model(run_dir, pick_device("auto"))
-    return LoadedRun(Path(run_dir), model, cfg, load_splits(cfg.data))
+    return LoadedRun(Path(run_dir), model, cfg, load_splits(data_for_run(cfg.data, data_dir)))
 
 
 def _decode(run: LoadedRun, codes: np.ndarray) -> np.ndarray:
@@ -126,12 +127,21 @@ def plot_manifold(run: LoadedRun, n: int = 20, out: Path | None = None) -> dict:
                 "posterior mean")
     images = _decode(run, latent.manifold_codes(n, base, dims, (float(spread[a]), float(spread[b]))))
     plots.save_grid(out or run.run_dir / "manifold.png", images, n)
+    if out is None:
+        _remember(run.run_dir, "manifold.png", {"n": n})
     return {"manifold_dims": list(dims), "manifold_scan": how, "manifold_n": n}
 
 
-def plot_interpolation(run: LoadedRun, i: int = 0, j: int = 1, steps: int = 10, out: Path | None = None) -> dict:
-    """``interpolation.png``: test item i, ``steps`` decoded points from z_i to z_j, test item j."""
+def plot_interpolation(run: LoadedRun, i: int | None = None, j: int | None = None, steps: int = 10,
+                       out: Path | None = None, from_class: str | int | None = None,
+                       to_class: str | int | None = None) -> dict:
+    """``interpolation.png``: test item i, ``steps`` decoded points from z_i to z_j, test item j.
+
+    The items are given by index in the test split (defaults 0 and 1) or by class: the first test item with
+    that label (an integer, or a class name such as "Sneaker")."""
     _require_images(run, "an interpolation")
+    i = _pick_item(run, i, from_class, 0, "from")
+    j = _pick_item(run, j, to_class, 1, "to")
     n = len(run.splits.test)
     for k in (i, j):
         if not 0 <= k < n:
@@ -144,7 +154,33 @@ def plot_interpolation(run: LoadedRun, i: int = 0, j: int = 1, steps: int = 10, 
     originals = model_input(x).float().cpu().numpy()
     plots.save_grid(out or run.run_dir / "interpolation.png", np.concatenate([originals[:1], path, originals[1:]]),
                     steps + 2)
+    if out is None:
+        _remember(run.run_dir, "interpolation.png", {"i": i, "j": j, "steps": steps})
     return {"interpolation": [i, j, steps]}
+
+
+def _pick_item(run: LoadedRun, index: int | None, label: str | int | None, default: int, end: str) -> int:
+    """A test item's index: ``index``, else the first item of class ``label``, else ``default``."""
+    if label is None:
+        return default if index is None else index
+    test = run.splits.test
+    if test.y is None:
+        raise VaekitError(f"{test.name}: has no labels, so --{end}-class cannot pick an item; use --{end}-index N")
+    names = test.class_names or ()
+    text = str(label)
+    k = names.index(text) if text in names else (int(text) if text.lstrip("-").isdigit() else None)
+    hits = np.flatnonzero(test.y == k) if k is not None else []
+    if len(hits) == 0:
+        classes = ", ".join(f"{c} ({names[c]})" if c < len(names) and names[c] != str(c) else str(c) for c in sorted(set(test.y.tolist())))
+        raise VaekitError(f"{test.name}: no test item of class {text!r}; classes are {classes}")
+    return int(hits[0])
+
+
+def _remember(run_dir: Path, name: str, settings: dict) -> None:
+    """Keep the options a run-folder picture was drawn with, so ``report`` redraws it the same way."""
+    path = run_dir / SUMMARY_FILE
+    summary = json.loads(path.read_text()) if path.exists() else {}
+    _update_summary(run_dir, {SETTINGS: {**summary.get(SETTINGS, {}), name: settings}})
 
 
 def _shown_test_items(run: LoadedRun, n: int = 8) -> torch.Tensor:
@@ -189,9 +225,13 @@ def plot_recon_error(run: LoadedRun) -> dict:
     return {"test_recon_error_median": float(np.median(err))}
 
 
-def make_pictures(run_dir: str | Path) -> dict:
-    """Write every picture that fits the run's data and return the numbers they produced."""
-    run = load_run(run_dir)
+def make_pictures(run_dir: str | Path, data_dir: str | Path | None = None) -> dict:
+    """Write every picture that fits the run's data and return the numbers they produced.
+
+    A picture the user redrew with other options (``vaekit plot manifold RUN --n 15``) is redrawn with those."""
+    run = load_run(run_dir, data_dir)
+    path = run.run_dir / SUMMARY_FILE
+    settings = (json.loads(path.read_text()) if path.exists() else {}).get(SETTINGS, {})
     info: dict = {}
     metrics = runs.read_metrics(run.run_dir)
     if metrics:
@@ -203,9 +243,9 @@ def make_pictures(run_dir: str | Path) -> dict:
             if run.cfg.data.noise:
                 info.update(plot_denoising(run))
             if run.cfg.model.latent_dim >= 2:
-                info.update(plot_manifold(run))
+                info.update(plot_manifold(run, **settings.get("manifold.png", {})))
             if len(run.splits.test) >= 2:
-                info.update(plot_interpolation(run, 0, 1))
+                info.update(plot_interpolation(run, **settings.get("interpolation.png", {})))
         else:
             info.update(plot_recon_error(run))
     _update_summary(run.run_dir, {"pictures": info})
@@ -216,6 +256,52 @@ def _update_summary(run_dir: Path, extra: dict) -> None:
     path = run_dir / SUMMARY_FILE
     summary = json.loads(path.read_text()) if path.exists() else {}
     runs.write_json(path, {**summary, **extra})
+
+
+PIXEL_GRIDS = {"samples.png", "reconstructions.png", "manifold.png", "interpolation.png", "denoising.png"}
+HALF_WIDTH, FULL_WIDTH = 560, 1120  # px: a picture in one of two grid columns, or across the page
+
+
+def _figure(run_dir: Path, name: str, caption: str) -> str:
+    """One picture for the report. Image grids are shown at a whole multiple of their size (nearest-neighbour,
+    so 8x8 digits stay crisp): at least doubled in a grid column, or across the page when that does not fit."""
+    from PIL import Image
+
+    with Image.open(run_dir / name) as im:
+        w, h = im.size
+    attrs, wide = "", w > HALF_WIDTH
+    if name in PIXEL_GRIDS:
+        k = min(4, HALF_WIDTH // w)
+        wide = k < 2
+        k = max(1, min(4, FULL_WIDTH // w)) if wide else k
+        attrs = f' class="px" width="{w * k}" height="{h * k}"'
+    esc = html.escape
+    return (f'<figure{" class=wide" if wide else ""}><img src="{name}" alt="{esc(name)}"{attrs}>'
+            f"<figcaption><b>{esc(name)}</b>: {esc(caption)}</figcaption></figure>")
+
+
+def _epoch_rows(metrics: list[dict], head: list[str], best: int | None) -> str:
+    """The per-epoch table: every epoch up to 30, else the first 10, the best and the last 20, with each gap
+    marked in a row of its own."""
+    esc = html.escape
+    n = len(metrics)
+    keep = set(range(n)) if n <= 30 else set(range(10)) | set(range(n - 20, n)) | {
+        k for k, m in enumerate(metrics) if m.get("epoch") == best}
+    rows, previous = [], None
+    for k in sorted(keep):
+        m = metrics[k]
+        if previous is not None and k > previous + 1:
+            first, last = metrics[previous + 1]["epoch"], metrics[k - 1]["epoch"]
+            rows.append(f'<tr class="gap"><td colspan="{len(head)}">&#8942; epochs {first}-{last} not shown '
+                        f"({last - first + 1} rows; every epoch is in metrics.jsonl) &#8942;</td></tr>")
+        cells = "".join(f"<td>{m[h]:.3f}</td>" if isinstance(m.get(h), float) else f"<td>{esc(str(m.get(h, '')))}</td>"
+                        for h in head)
+        if m.get("epoch") == best:
+            rows.append(f'<tr class="best">{cells.replace("</td>", " &#9733;</td>", 1)}</tr>')
+        else:
+            rows.append(f"<tr>{cells}</tr>")
+        previous = k
+    return "\n".join(rows)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -242,23 +328,29 @@ def write_report(run_dir: str | Path) -> Path:
             value = summary[key]
             rows.append((label, f"{value:.3f}" if isinstance(value, float) else str(value)))
     table = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
-    figures = "\n".join(
-        f'<figure><img src="{name}" alt="{esc(name)}"><figcaption><b>{esc(name)}</b>: {esc(caption)}'
-        f"</figcaption></figure>" for name, caption in CAPTIONS.items() if (run_dir / name).is_file())
+    captions = dict(CAPTIONS)
+    if "interpolation" in pictures:
+        i, j, steps = pictures["interpolation"]
+        captions["interpolation.png"] += f" Test items {i} and {j}, {steps} steps."
+    figures = "\n".join(_figure(run_dir, name, caption) for name, caption in captions.items()
+                        if (run_dir / name).is_file())
     head = ["epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "seconds"]
-    shown = metrics if len(metrics) <= 30 else metrics[:10] + metrics[-20:]
-    epoch_rows = "\n".join("<tr>" + "".join(
-        f"<td>{m[h]:.3f}</td>" if isinstance(m.get(h), float) else f"<td>{esc(str(m.get(h, '')))}</td>"
-        for h in head) + "</tr>" for m in shown)
+    best = summary.get("best_epoch") or max((m["epoch"] for m in metrics if m.get("best", True)), default=None)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>vaekit run {esc(run_dir.name)}</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}} figure{{display:inline-block;margin:1em;vertical-align:top}}
-img{{max-width:100%;image-rendering:pixelated}} pre{{background:#f6f6f6;padding:1em}}</style></head>
+<style>body{{font-family:sans-serif;margin:2em auto;padding:0 1em;max-width:{FULL_WIDTH}px}}
+table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:3px 8px;text-align:left}}
+.pictures{{display:grid;grid-template-columns:repeat(auto-fill,minmax({HALF_WIDTH - 20}px,1fr));gap:1.5em;align-items:start}}
+figure{{margin:0}} figure.wide{{grid-column:1/-1}} figcaption{{font-size:90%;color:#333;max-width:60em}}
+img{{max-width:100%;height:auto;display:block}} img.px{{image-rendering:pixelated}}
+tr.best td{{background:#fff3c4;font-weight:bold}} tr.gap td{{text-align:center;color:#666;font-style:italic}}
+pre{{background:#f6f6f6;padding:1em}}</style></head>
 <body><h1>vaekit run <code>{esc(run_dir.name)}</code></h1>
 <h2>Summary</h2><table>{table}</table>
-<h2>Pictures</h2>{figures or "<p>No pictures (run with plots enabled, or <code>vaekit report RUN</code>).</p>"}
-<h2>Per epoch</h2><table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{epoch_rows}</table>
+<h2>Pictures</h2>{f'<div class="pictures">{figures}</div>' if figures else
+                  "<p>No pictures (run with plots enabled, or <code>vaekit report RUN</code>).</p>"}
+<h2>Per epoch</h2>{"<p>&#9733; marks the saved model's epoch (best validation loss).</p>" if best else ""}
+<table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{_epoch_rows(metrics, head, best)}</table>
 <h2>Config</h2><pre>{esc(json.dumps(cfg, indent=2, sort_keys=True))}</pre>
 </body></html>
 """

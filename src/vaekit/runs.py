@@ -94,6 +94,12 @@ def prepare_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise RunError(f"{path}: exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and _stopped_before_first_epoch(path) and not overwrite:
+        import sys
+
+        print(f"vaekit: note: {path} holds a run stopped before its first epoch ended (no checkpoint); starting it "
+              "over", file=sys.stderr)
+        overwrite = True
     if path.is_dir() and any(path.iterdir()):
         if not overwrite:
             raise RunError(f"{path}: run folder already exists; use --resume to continue it, "
@@ -104,6 +110,12 @@ def prepare_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _stopped_before_first_epoch(path: Path) -> bool:
+    """A folder holding only what an interrupted first epoch leaves: config.json, metrics without a line, temp files."""
+    names = {p.name for p in path.iterdir() if not (p.name.startswith(".") and p.name.endswith(".tmp"))}
+    return CONFIG_FILE in names and names <= {CONFIG_FILE, METRICS_FILE} and not read_metrics(path)
 
 
 def remove_stale_temp_files(run_dir: Path) -> None:

@@ -30,10 +30,27 @@ from .objectives import kl_weight, lr_factor, training_objective
 TERMS = ("loss", "recon", "kl")
 MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves down to 128 on small data
 PROGRESS_EVERY = 25  # steps between progress-bar refreshes (each one is a device sync)
+FEW_STEPS = 500  # fewer optimiser steps than this leave an MLP VAE's samples a flat blur on MNIST-like data
 
 
 class TrainingDiverged(VaekitError):
     """The loss or a gradient became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says what the run folder kept and how to go on."""
+
+
+def interrupted_message(run_dir: Path) -> str:
+    checkpoint = run_dir / runs.CHECKPOINT_FILE
+    if checkpoint.is_file():
+        epoch = runs.read_safetensors(checkpoint)[1].get("epoch")
+        return (f"interrupted; {run_dir} keeps the checkpoint of epoch {epoch} (and the model of its best epoch); "
+                f"continue with: vaekit train --resume {run_dir}")
+    if run_dir.is_dir():
+        return (f"interrupted before the first epoch ended; {run_dir} holds no checkpoint, only the run's config; "
+                "run the same command again to start over")
+    return "interrupted before training started; nothing was written"
 
 
 @dataclass
@@ -243,6 +260,8 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     created = distributed.start(device)
     try:
         return _train(cfg, run_dir, splits, device, resume, overwrite, progress and rank == 0)
+    except KeyboardInterrupt:  # the background writer has finished: the message says what is on disk
+        raise TrainingInterrupted(interrupted_message(run_dir)) from None
     finally:
         distributed.stop(created)
 
@@ -259,6 +278,12 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
         objective = torch.compile(objective, dynamic=False)
     x_train, x_val = as_tensor(splits.train, device), as_tensor(splits.val, device)
     steps_per_epoch = math.ceil(len(x_train) / cfg.train.batch_size)
+    if steps_per_epoch * cfg.train.epochs < FEW_STEPS and distributed.is_main():
+        need = math.ceil(cfg.train.min_steps / steps_per_epoch)
+        print(f"vaekit: warning: {cfg.train.epochs} epochs of {steps_per_epoch} steps make only "
+              f"{steps_per_epoch * cfg.train.epochs} optimiser steps ({len(x_train)} training items, batch "
+              f"{cfg.train.batch_size}); a model needs about {FEW_STEPS} or more to learn more than a blur: pass "
+              f"--epochs {need}, or leave --epochs unset (about {cfg.train.min_steps} steps)", file=sys.stderr)
     bar = tqdm(total=steps_per_epoch * cfg.train.epochs, initial=steps_per_epoch * start_epoch,
                desc=f"train {cfg.data.dataset}", unit="step", disable=not progress, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s
@@ -376,6 +401,9 @@ def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, devic
     start_epoch, best = 0, None
     if resume and (run_dir / runs.CHECKPOINT_FILE).is_file():
         start_epoch, best = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
+    elif resume and distributed.is_main():
+        print(f"vaekit: note: {run_dir} has no checkpoint (it was stopped before its first epoch ended), so "
+              "training starts at epoch 1", file=sys.stderr)
     if distributed.is_main():
         if resume:
             runs.truncate_metrics(run_dir, start_epoch)  # stopped before the first checkpoint: start over

@@ -9,6 +9,7 @@ only: training never sees them.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -96,6 +97,24 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         return suffix[1:], spec
     names = ", ".join(["digits", *NAMED, *(k + ":PATH" for k in FILE_KINDS)])
     raise DataError(f"unknown data spec {spec!r}; use one of {names}")
+
+
+def absolute_paths(cfg: DataConfig) -> DataConfig:
+    """``cfg`` with its data folder and any file path in its spec made absolute, as a run saves them, so that
+    commands run from another working directory read the same files."""
+    kind, arg = parse_spec(cfg.dataset)
+    dataset = f"{kind}:{os.path.abspath(Path(arg).expanduser())}" if kind in FILE_KINDS else cfg.dataset
+    data_dir = os.path.abspath(Path(cfg.data_dir).expanduser()) if cfg.data_dir else None
+    return replace(cfg, dataset=dataset, data_dir=data_dir)
+
+
+def data_for_run(cfg: DataConfig, data_dir: str | os.PathLike | None = None) -> DataConfig:
+    """A run's data config as a later command reads it. The data folder searched first is the command's
+    ``data_dir`` (``--data-dir``), else ``$VAEKIT_DATA``, else the folder saved in the run if it still exists;
+    then the cache (README, "Data specs"). Every named dataset's files are checked by SHA-256 wherever found."""
+    saved = cfg.data_dir if cfg.data_dir and Path(cfg.data_dir).is_dir() else None
+    chosen = data_dir or os.environ.get("VAEKIT_DATA") or saved
+    return replace(cfg, data_dir=str(chosen) if chosen else None)
 
 
 def load_data(spec: str, cfg: DataConfig | None = None) -> ArrayData:
@@ -219,4 +238,5 @@ def _check_labels(y: np.ndarray, path: Path) -> np.ndarray:
     return y.astype(np.int64)
 
 
-__all__ = ["ArrayData", "Splits", "Standardizer", "load_data", "load_splits", "parse_spec", "NAMED"]
+__all__ = ["ArrayData", "Splits", "Standardizer", "load_data", "load_splits", "parse_spec", "NAMED", "absolute_paths",
+           "data_for_run"]

@@ -24,6 +24,9 @@ class NamedDataset:
     parse: str  # "idx" or "amat"
 
 
+TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "binarized-mnist": "binarized MNIST"}
+
+
 def _idx_dataset(name, mirrors, class_names, sums):
     files = {k: RemoteFile(k, *v) for k, v in sums.items()}
     return NamedDataset(name, {
@@ -62,6 +65,16 @@ NAMED: dict[str, NamedDataset] = {
 }
 
 
+def identify(sha256: str) -> str | None:
+    """Which registered file has this SHA-256, e.g. "MNIST's t10k-images-idx3-ubyte.gz", or None."""
+    for ds in NAMED.values():
+        for files in ds.splits.values():
+            for f in files:
+                if f.sha256 == sha256:
+                    return f"{TITLES.get(ds.name, ds.name)}'s {f.name}"
+    return None
+
+
 def mirrors_for(ds: NamedDataset) -> list[str]:
     """Mirrors to try: ``$VAEKIT_MIRROR/<dataset>/`` first when set, then the official ones."""
     extra = os.environ.get("VAEKIT_MIRROR")
@@ -73,7 +86,7 @@ def load_named_split(name: str, split: str, data_dir) -> tuple[np.ndarray, np.nd
     ds = NAMED[name]
     if split not in ds.splits:
         raise DataError(f"{name}: no split {split!r}; it has {', '.join(ds.splits)}")
-    paths = [locate(name, f, data_dir, mirrors_for(ds)) for f in ds.splits[split]]
+    paths = [locate(name, f, data_dir, mirrors_for(ds), identify=identify) for f in ds.splits[split]]
     if ds.parse == "amat":  # 0/1 pixels, stored on the 0..255 scale every uint8 array in vaekit uses
         return (read_amat(paths[0]) * np.uint8(255)).reshape(-1, 1, 28, 28), None
     images, labels = read_idx(paths[0]), read_idx(paths[1])
