@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="rebuild all pictures and report.html of a run")
     rp.add_argument("run")
     rp.set_defaults(func=cmd_report)
+
+    ex = sub.add_parser("explore", help="the latent space as a live web page (decode any point, sliders, ...)")
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    ex.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    ex.set_defaults(func=cmd_explore)
     return parser
 
 
@@ -374,6 +380,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {api.report(args.run)}")
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from .explore import explore
+
+    explore(args.run, host=args.host, port=args.port)  # returns on Ctrl-C, after a clean shutdown
     return 0
 
 
