@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test chromium bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,18 @@ $(BIN)/.installed: pyproject.toml
 demo: $(BIN)/.installed  ## train the default VAE on the embedded digits and write its run folder
 	$(BIN)/vaekit train
 
-test: $(BIN)/.installed  ## the whole test suite
+test: $(BIN)/.installed chromium  ## the whole test suite, the browser tests included
 	$(BIN)/python -m pytest -q
+
+# The browser tests (tests/test_explore_browser.py) drive Debian's Chromium through Playwright (installed by the
+# test extra); Playwright's own browser download is often unreachable. Installed here when missing, where this
+# is root with apt-get; elsewhere those tests skip, and under CI (CI set) they fail instead.
+chromium:
+	@if [ ! -x /usr/bin/chromium ] && [ -z "$$VAEKIT_CHROMIUM" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "make test: no /usr/bin/chromium and no root apt-get to install it: the browser tests will skip"; fi; \
+	fi
 
 # The benchmark environment: the product plus pythae, a benchmark-only reference. torch is installed first
 # and pinned, so pythae's "torch>=1.10" is already met and pip leaves it alone (checked below).

@@ -40,6 +40,8 @@ EXAMPLES = {
     "manifold": "vaekit plot manifold runs/mnist-vae-20261121-101500 --n 15 --out manifold15.png",
     "interpolate": "vaekit plot interpolate runs/mnist-vae-20261121-101500 --from-class 3 --to-class 7",
     "report": "vaekit report runs/mnist-vae-20261121-101500",
+    "export": "vaekit export runs/mnist-vae-20261121-101500 --format onnx",
+    "explore": "vaekit explore runs/mnist-vae-20261121-101500 --port 8000",
 }
 
 
@@ -190,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run", help="run folder")
     rp.add_argument("--data-dir", help=DATA_DIR_HELP)
     rp.set_defaults(func=cmd_report)
+
+    xp = sub.add_parser("explore", help="the latent space as a live web page (decode any point, sliders, ...)")
+    xp.add_argument("run", help="run folder")
+    xp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    xp.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    xp.set_defaults(func=cmd_explore)
     _add_examples(sub)
     return parser
 
@@ -438,6 +446,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     paths = api.export(args.run, args.format, out=args.out, overwrite=args.overwrite)
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from .explore import explore
+
+    explore(args.run, host=args.host, port=args.port)  # returns on Ctrl-C, after a clean shutdown
     return 0
 
 
