@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ex = sub.add_parser("export", help="the encoder and decoder as ONNX models (dynamic batch)")
     ex.add_argument("run", help="run folder (or a model .safetensors file)")
-    ex.add_argument("--format", choices=["onnx"], default="onnx")
+    ex.add_argument("--format", choices=["onnx"], default="onnx", help="the exported graphs' format (default onnx)")
     ex.add_argument("--out", help="output folder (default: <run>/onnx)")
     ex.add_argument("--overwrite", action="store_true", help="replace existing exported files")
     ex.set_defaults(func=cmd_export)
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("run", help="run folder")
     xp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     xp.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    xp.add_argument("--data-dir", help=DATA_DIR_HELP)
     xp.set_defaults(func=cmd_explore)
     _add_examples(sub)
     return parser
@@ -452,7 +453,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     from .explore import explore
 
-    explore(args.run, host=args.host, port=args.port)  # returns on Ctrl-C, after a clean shutdown
+    explore(args.run, host=args.host, port=args.port, data_dir=args.data_dir)  # returns on Ctrl-C, after a clean shutdown
     return 0
 
 

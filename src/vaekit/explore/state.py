@@ -17,7 +17,7 @@ import torch
 
 from .. import latent, runs
 from ..anomaly import score_items
-from ..data import load_splits, parse_spec
+from ..data import data_for_run, load_splits, parse_spec
 from ..reporting import CAPTIONS, REPORT_FILE, SUMMARY_FILE
 from ..training import as_tensor, model_input, pick_device
 
@@ -30,11 +30,11 @@ CACHE_DECIMALS = 4  # codes are rounded before decoding, so a repeated point is 
 class RunState:
     """A loaded run: its model, the test split's codes and their 2-D view, and the run folder's files."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto"):
+    def __init__(self, run_dir: str | Path, device: str = "auto", data_dir: str | Path | None = None):
         self.run_dir = Path(run_dir)
         self.model, self.cfg, self.standardizer = runs.load_model(self.run_dir, pick_device(device))
         self.device = next(self.model.parameters()).device
-        self.test = load_splits(self.cfg.data).test
+        self.test = load_splits(data_for_run(self.cfg.data, data_dir)).test
         self.latent_dim = self.cfg.model.latent_dim
         self.is_image = len(self.cfg.model.input_shape) == 3
         x = as_tensor(self.test, self.device)
