@@ -242,8 +242,11 @@ class Objective(torch.nn.Module):
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
-          progress: bool = True, splits: Splits | None = None) -> TrainResult:
+          progress: bool = True, splits: Splits | None = None, files: bool = True) -> TrainResult:
     """Train the model a config describes and write its run folder.
+
+    ``files=False`` trains in memory (the estimators' ``fit``): no run folder, no checkpoints; the result's
+    ``run_dir`` is None, its metrics are kept in memory and its model has the best epoch's weights.
 
     With ``resume=True``, training continues in ``run_dir`` from its last checkpoint (from scratch if
     it was stopped before the first one) up to ``cfg.train.epochs``. Under torchrun, each rank trains on
@@ -251,7 +254,9 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     """
     splits = splits or load_splits(cfg.data)
     cfg = resolve_config(cfg, splits)
-    run_dir = Path(run_dir or default_run_dir(cfg))
+    if not files and (resume or cfg.train.log != "none"):
+        raise VaekitError("resume and --log need a run folder; they do not combine with training in memory")
+    run_dir = Path(run_dir or default_run_dir(cfg)) if files else None
     rank, size, local_rank = distributed.world()
     device = pick_device(cfg.train.device, local_rank)
     if cfg.train.compile:
@@ -261,12 +266,22 @@ def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = F
     try:
         return _train(cfg, run_dir, splits, device, resume, overwrite, progress and rank == 0)
     except KeyboardInterrupt:  # the background writer has finished: the message says what is on disk
+        if run_dir is None:
+            raise
         raise TrainingInterrupted(interrupted_message(run_dir)) from None
     finally:
         distributed.stop(created)
 
 
-def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, resume: bool, overwrite: bool,
+class MemoryRecord:
+    """What a run folder keeps, for training in memory: the metrics records and the best epoch's weights."""
+
+    def __init__(self) -> None:
+        self.metrics: list[dict] = []
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+
+def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.device, resume: bool, overwrite: bool,
            progress: bool) -> TrainResult:
     model, optimizer, start_epoch, best = _prepare(cfg, run_dir, resume, overwrite, device)
     objective = Objective(model, cfg)
@@ -294,6 +309,7 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
+    memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
@@ -305,14 +321,15 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
             try:
                 train_terms = train_epoch(objective, optimizer, x_train, cfg, epoch, bar)
             except TrainingDiverged as e:
-                raise TrainingDiverged(f"{e}; {run_dir} keeps the checkpoint of epoch {epoch - 1}. Try a lower "
+                kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
+                raise TrainingDiverged(f"{e}{kept}. Try a lower "
                                        f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
             failure = None
             if distributed.is_main():
                 previous = best
                 try:
                     best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best,
-                                      started, writer)
+                                      started, writer, memory)
                     logger.on_epoch(epoch, optimizer.param_groups[0]["lr"])  # the record metrics.jsonl just got
                 except Exception as e:  # e.g. a full disk: the other ranks must not wait for rank 0 forever
                     failure = e
@@ -333,20 +350,24 @@ def _train(cfg: RunConfig, run_dir: Path, splits: Splits, device: torch.device, 
         logger.flush()
         bar.close()
         torch.set_flush_denormal(False)
-    if distributed.is_main() and (run_dir / runs.MODEL_FILE).is_file():
+    if memory is not None:
+        if memory.best_weights is not None:
+            model.load_state_dict(memory.best_weights)
+    elif distributed.is_main() and (run_dir / runs.MODEL_FILE).is_file():
         runs.load_weights(run_dir / runs.MODEL_FILE, model)  # the best epoch's weights, for the test and the result
     # a denoiser's test figures are, like its validation curve, for corrupted inputs and clean targets
     test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed, binarize=cfg.data.binarize,
                           noise=cfg.data.noise) if len(splits.test) and distributed.is_main() else {}
     logger.on_end(model, splits)  # picture grids and the latent projector of the best weights
-    return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir), test)
+    return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir) if memory is None else memory.metrics, test)
 
 
-def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                splits: Splits, x_val: torch.Tensor, epoch: int, train_terms: dict[str, float], best: float | None,
-               started: float, writer: runs.BackgroundWriter) -> float | None:
-    """Validate, then append the metrics and queue the checkpoint and model on ``writer`` (rank 0). Returns the
-    best val loss. The previous epoch's files are on disk first: a failed write stops training here."""
+               started: float, writer: runs.BackgroundWriter, memory: MemoryRecord | None = None) -> float | None:
+    """Validate, then append the metrics and queue the checkpoint and model on ``writer`` (rank 0), or keep them
+    in ``memory``. Returns the best val loss. The previous epoch's files are on disk first: a failed write stops
+    training here."""
     writer.wait()
     # validation in the training precision (bf16 moved MNIST's validation loss by -0.004 nats; 0.08 -> 0.05 s of
     # validation + checkpoint per epoch); it ranks epochs. The test figures are computed in fp32.
@@ -354,8 +375,8 @@ def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer:
                                autocast=autocast_dtype(cfg, x_val.device)) if len(x_val) else {}
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or \
             not math.isfinite(val_terms.get("loss", 0.0)):  # e.g. an inf gradient in the epoch's last step
-        raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}; {run_dir} keeps "
-                               f"the checkpoint of epoch {epoch - 1}. Try a lower --lr (now {cfg.train.lr:g}) or "
+        kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
+        raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}{kept}. Try a lower --lr (now {cfg.train.lr:g}) or "
                                "--grad-clip 1.0")
     # The model file keeps the epoch with the best validation loss (every epoch without a validation split):
     # models that overfit, e.g. on statically binarized MNIST, are worth less at their last epoch.
@@ -365,6 +386,11 @@ def _end_epoch(cfg: RunConfig, run_dir: Path, model: torch.nn.Module, optimizer:
               "seconds": time.perf_counter() - started}
     if val_terms:
         best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
+    if memory is not None:
+        memory.metrics.append(record)
+        if improved:
+            memory.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        return best
     # Order matters for crash safety: a kill between these lines loses at most this epoch.
     runs.append_metrics(run_dir, record)
     runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch, splits.standardizer, best,
@@ -380,12 +406,14 @@ def _epochs_since_best(run_dir: Path) -> int:
     return len(flags) - 1 - max((i for i, b in enumerate(flags) if b), default=-1)
 
 
-def _prepare(cfg: RunConfig, run_dir: Path, resume: bool, overwrite: bool, device: torch.device
+def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool, device: torch.device
              ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float | None]:
     """Model and optimiser, fresh or restored from the run's checkpoint; the run folder made ready (rank 0)."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     optimizer = make_optimizer(cfg, model)
+    if run_dir is None:  # training in memory
+        return model, optimizer, 0, None
     error = None
     if distributed.is_main():
         try:
