@@ -94,7 +94,7 @@ def test_foreign_items_score_above_in_distribution_ones(mnist_run, shared_data):
     from vaekit.training import as_tensor
     from sklearn.metrics import roc_auc_score
 
-    model, _ = vaekit.load(mnist_run)
+    model = vaekit.load(mnist_run).model_
     own = vaekit.load_data("mnist:test", vaekit.DataConfig(data_dir=str(shared_data)))
     foreign = vaekit.load_data("fashion-mnist:test", vaekit.DataConfig(data_dir=str(shared_data)))
     for score in ("recon", "elbo"):

@@ -63,8 +63,8 @@ def test_a_gpu_checkpoint_resumes_on_the_cpu(cuda_run, tmp_path):
 def test_scores_of_cpu_items_on_a_gpu_model_match_the_cpu_model(cuda_run):
     run, _ = cuda_run
     items = as_tensor(vaekit.load_data("digits:test"), torch.device("cpu"))
-    gpu_model, _ = vaekit.load(run, device="cuda")
-    cpu_model, _ = vaekit.load(run, device="cpu")
+    gpu_model = vaekit.load(run, device="cuda").model_
+    cpu_model = vaekit.load(run, device="cpu").model_
     for score in ("mse", "recon", "elbo"):
         a, b = score_items(gpu_model, items, score), score_items(cpu_model, items, score)
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)

@@ -82,7 +82,7 @@ def test_kl_weight_schedule():
 
 
 def test_free_bits_objective(digits_run):
-    model, _ = vaekit.load(digits_run, device="cpu")
+    model = vaekit.load(digits_run, device="cpu").model_
     x = torch.from_numpy(vaekit.load_data("digits:test").as_float()[:64])
     torch.manual_seed(0)
     objective, terms = training_objective(model, x, x, TrainConfig(free_bits=0.5), 1.0)
@@ -105,7 +105,7 @@ def test_variants_train_on_digits(settings, tmp_path):
         plain = vaekit.train(dataset="digits", epochs=8, run_dir=tmp_path / "p", progress=False, pictures=False)
         assert result.test["kl"] < 0.7 * plain.test["kl"]  # beta > 1 buys a smaller KL
     if settings.get("likelihood") == "gaussian-learned":
-        model, _ = vaekit.load(tmp_path / "r")
+        model = vaekit.load(tmp_path / "r").model_
         assert model.likelihood.log_sigma.item() < -0.3  # learned well below the initial sigma = 1
 
 

@@ -20,7 +20,7 @@ import torch
 
 from . import distributed, runs
 from .config import RunConfig, build_config
-from .data import ArrayData, absolute_paths, data_for_run, load_data, load_splits
+from .data import IN_MEMORY, ArrayData, absolute_paths, data_for_run, load_data, load_splits
 from .errors import RunError, VaekitError
 from .training import TrainResult, as_tensor, evaluate_terms, model_input, pick_device
 from .training import train as _train
@@ -89,7 +89,7 @@ def read_config(run_dir: str | Path) -> RunConfig:
         raise RunError(f"{path}: not valid JSON ({e})") from None
 
 
-def load(run: str | Path, device: str = "auto") -> tuple[torch.nn.Module, RunConfig]:
+def load_model(run: str | Path, device: str = "auto") -> tuple[torch.nn.Module, RunConfig]:
     """The trained model of a run folder (or a ``.safetensors`` file) and its config."""
     model, cfg, _ = runs.load_model(run, pick_device(device))
     return model, cfg
@@ -118,6 +118,9 @@ def _for_command(cfg: RunConfig, data_dir: str | Path | None) -> RunConfig:
 
 def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") -> ArrayData:
     if data is None:
+        if cfg.data.dataset == IN_MEMORY:
+            raise VaekitError("this model was fitted in Python on an in-memory array, so it has no test split of "
+                              "its own: pass the data to use with --input (or data=...)")
         splits = load_splits(cfg.data)
         return {"train": splits.train, "val": splits.val, "test": splits.test}[split]
     items = load_data(data, cfg.data)
@@ -197,7 +200,7 @@ def sample(run: str | Path, n: int = 64, *, seed: int = 0, data_dir: str | Path 
         raise VaekitError(f"number of samples must be at least 1, got {n}")
     from .latent import prior_codes
 
-    model, cfg = load(run)
+    model, cfg = load_model(run)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     train_x = as_tensor(load_splits(data_for_run(cfg.data, data_dir)).train, device) if cfg.model.model == "ae" else None
@@ -233,7 +236,7 @@ def encode(run: str | Path, data: str | None = None, *, items: ArrayData | None 
 @torch.no_grad()
 def decode(run: str | Path, codes: np.ndarray) -> np.ndarray:
     """Items decoded from codes (N, L): (N, *item_shape), the likelihood's mean."""
-    model, cfg = load(run)
+    model, cfg = load_model(run)
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.shape[1] != cfg.model.latent_dim or len(codes) == 0:
         raise VaekitError(f"codes must have shape (N, {cfg.model.latent_dim}) with N >= 1, got {codes.shape}")

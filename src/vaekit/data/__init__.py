@@ -22,6 +22,7 @@ from .named import DIGIT_NAMES, NAMED, load_named_split
 
 SPLIT_SEED = 0  # the train/val/test split of a source is fixed, whatever the training seed
 FILE_KINDS = ("folder", "npy", "npz", "csv")
+IN_MEMORY = "array"  # the dataset of a model fitted in Python on an in-memory array (no spec to reload)
 
 
 @dataclass(frozen=True)

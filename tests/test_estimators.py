@@ -1,0 +1,165 @@
+"""The scikit-learn / PyOD estimators: conventions (scikit-learn's own checks), pipelines, grid search,
+DataFrames, images, save / load / pickle, and the CLI and Python sides reading each other's models."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import vaekit
+import vaekit.runs
+from vaekit.cli import main
+
+# float32 networks: a row's output moves by ~1e-7 (relative) with the batch it is computed in (BLAS
+# summation order), and the check asks for equality to 1e-7.
+SUBSET = {"check_methods_subset_invariance": "float32 network: outputs move ~1e-7 with the batch's size"}
+
+
+@parametrize_with_checks([vaekit.VAE(epochs=2), vaekit.Autoencoder(epochs=2), vaekit.OutlierDetector(epochs=2)],
+                         expected_failed_checks=lambda estimator: SUBSET)
+def test_scikit_learn_conventions(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits().data / 16.0  # (1797, 64) in [0, 1]
+
+
+def test_pipeline_with_a_scaler_fits_and_transforms(digits):
+    pipe = Pipeline([("scale", StandardScaler()), ("vae", vaekit.VAE(latent_dim=2, epochs=20, random_state=0))])
+    codes = pipe.fit_transform(digits)
+    assert codes.shape == (len(digits), 2) and np.isfinite(codes).all() and codes.std(0).min() > 0.1
+    history = pipe.named_steps["vae"].history_
+    assert len(history) == 20 and history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def test_grid_search_chooses_latent_dim_by_the_elbo(digits):
+    search = GridSearchCV(vaekit.VAE(epochs=60, random_state=0), {"latent_dim": [1, 8]}, cv=2)
+    search.fit(digits)
+    scores = search.cv_results_["mean_test_score"]
+    # 8 latent dims explain the 64 pixels far better than 1: the held-out ELBO says so
+    assert search.best_params_ == {"latent_dim": 8} and scores[1] > scores[0] + 1
+
+
+def test_a_dataframe_keeps_its_feature_names_and_the_reconstruction_its_units():
+    pd = pytest.importorskip("pandas")
+    wine = load_wine(as_frame=True).frame.drop(columns="target")
+    ae = vaekit.Autoencoder(latent_dim=4, random_state=0).fit(wine)
+    assert list(ae.feature_names_in_) == list(wine.columns) and ae.n_features_in_ == 13
+    recon = ae.reconstruct(wine)
+    # standardised inside, back in the table's units outside: proline (~750) stays in the hundreds
+    assert recon.shape == wine.shape and 300 < recon[:, list(wine.columns).index("proline")].mean() < 1300
+    relative = np.abs(recon - wine.to_numpy()).mean(0) / wine.to_numpy().std(0)
+    assert relative.mean() < 0.6
+    with pytest.raises(ValueError, match="feature names"):
+        ae.transform(wine.rename(columns={"proline": "other"}))
+    assert isinstance(ae.transform(wine.to_numpy()), np.ndarray)  # a bare array is allowed (with a warning)
+
+
+def test_torch_tensors_and_image_layouts():
+    images = (load_digits().images * 16).clip(0, 255).astype(np.uint8)  # (N, 8, 8) uint8: grayscale images
+    vae = vaekit.VAE(latent_dim=4, epochs=5, random_state=0).fit(images)
+    assert vae.input_shape_ == (8, 8) and vae.config_.model.input_shape == (1, 8, 8)
+    assert vae.config_.model.likelihood == "bernoulli"
+    assert vae.sample(3, random_state=0).shape == (3, 8, 8)
+    nhwc = np.repeat(images[..., None], 3, axis=-1)  # (N, 8, 8, 3): channels last
+    conv = vaekit.VAE(arch="conv", conv_channels=(8,), latent_dim=4, epochs=2, random_state=0).fit(nhwc)
+    assert conv.config_.model.input_shape == (3, 8, 8) and conv.reconstruct(nhwc[:2]).shape == (2, 8, 8, 3)
+    codes = vae.transform(torch.from_numpy(images[:5]))
+    assert np.allclose(codes, vae.transform(images[:5]))
+    with pytest.raises(ValueError, match="shape"):
+        vae.transform(nhwc[:2])
+
+
+def test_saved_and_loaded_gives_identical_transforms_and_pickling_works(tmp_path, digits):
+    vae = vaekit.VAE(latent_dim=3, epochs=5, random_state=0).fit(digits)
+    path = vae.save(tmp_path / "vae")
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    loaded = vaekit.load(path)
+    assert type(loaded) is vaekit.VAE and loaded.get_params() == vae.get_params()
+    assert np.array_equal(loaded.transform(digits[:50]), vae.transform(digits[:50]))
+    assert np.array_equal(loaded.score_samples(digits[:50]), vae.score_samples(digits[:50]))
+    again = pickle.loads(pickle.dumps(vae))  # joblib-style persistence of the user's own object
+    assert np.array_equal(again.transform(digits[:50]), vae.transform(digits[:50]))
+    ae = vaekit.Autoencoder(latent_dim=3, epochs=5, random_state=0).fit(digits)
+    ae_loaded = vaekit.load(ae.save(tmp_path / "ae"))
+    assert np.array_equal(ae_loaded.sample(4, random_state=1), ae.sample(4, random_state=1))
+
+
+def test_cli_reads_a_python_model_and_python_reads_a_cli_model(tmp_path, digits, capsys):
+    np.save(tmp_path / "x.npy", digits[:100].astype(np.float32))
+    vae = vaekit.VAE(latent_dim=3, epochs=5, random_state=0).fit(digits)
+    vae.save(tmp_path / "py")
+    assert main(["encode", str(tmp_path / "py"), "--input", f"npy:{tmp_path / 'x.npy'}",
+                 "--out", str(tmp_path / "codes.npy")]) == 0
+    assert np.allclose(np.load(tmp_path / "codes.npy"), vae.transform(digits[:100]), atol=1e-5)
+    # the run folder of a fit in Python has no data split of its own: a command without --input says so
+    assert main(["evaluate", str(tmp_path / "py")]) != 0
+    assert "--input" in capsys.readouterr().err
+    assert main(["train", "--dataset", "digits", "--epochs", "3", "--latent-dim", "3", "--run-dir",
+                 str(tmp_path / "cli"), "--no-plots", "--device", "cpu"]) == 0
+    est = vaekit.load(tmp_path / "cli")
+    test = vaekit.load_data("digits:test")
+    assert est.input_shape_ == (1, 8, 8)  # the CLI's digits are images
+    assert np.allclose(est.transform(test.as_float()),
+                       vaekit.encode(tmp_path / "cli", "digits:test"), atol=1e-6)
+
+
+def test_the_cli_and_the_estimator_train_the_same_model_from_the_same_data_and_seed(tmp_path):
+    assert main(["train", "--dataset", "digits", "--epochs", "4", "--batch-size", "128", "--lr", "1e-3",
+                 "--lr-schedule", "constant", "--hidden", "64", "--latent-dim", "4", "--seed", "3", "--device", "cpu",
+                 "--precision", "fp32", "--run-dir", str(tmp_path / "cli"), "--no-plots"]) == 0
+    assert all(m["best"] for m in vaekit.runs.read_metrics(tmp_path / "cli"))  # the CLI kept its last epoch too
+    splits = vaekit.load_splits(vaekit.DataConfig(dataset="digits"))
+    x = splits.train.as_float()  # the CLI's training rows as images (N, 1, 8, 8) in [0, 1]
+    vae = vaekit.VAE(latent_dim=4, hidden=(64,), epochs=4, batch_size=128, lr=1e-3, lr_schedule="constant",
+                     device="cpu", precision="fp32", random_state=3, n_threads=torch.get_num_threads()).fit(x)
+    assert vae.config_.train.seed == 3  # an int random_state is the run's seed, as --seed
+    vae.save(tmp_path / "py")
+    cli_test = vaekit.evaluate(tmp_path / "cli", "digits:test", device="cpu")
+    py_test = vaekit.evaluate(tmp_path / "py", "digits:test", device="cpu")
+    assert py_test["loss"] == pytest.approx(cli_test["loss"], rel=1e-5)
+    assert py_test["kl"] == pytest.approx(cli_test["kl"], rel=1e-5)
+
+
+def test_outlier_detector_has_pyods_attributes_and_finds_malignant_tumours():
+    X, y = load_breast_cancer(return_X_y=True)
+    rng = np.random.default_rng(0)
+    normal = rng.permutation(np.flatnonzero(y == 1))
+    train, test = normal[:250], np.r_[normal[250:], np.flatnonzero(y == 0)]
+    det = vaekit.OutlierDetector(contamination=0.05, random_state=0).fit(X[train])
+    assert det.decision_scores_.shape == (250,) and det.labels_.mean() == pytest.approx(0.05, abs=0.01)
+    assert set(np.unique(det.predict(X[test]))) <= {0, 1}
+    proba = det.predict_proba(X[test])
+    assert proba.shape == (len(test), 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
+    auroc = roc_auc_score(y[test] == 0, det.decision_function(X[test]))
+    assert auroc > 0.9  # PyOD's AutoEncoder and VAE reach 0.95-0.97 here (bench/outliers.py compares)
+    flagged = det.predict(X[test])
+    assert flagged[y[test] == 0].mean() > 2 * flagged[y[test] == 1].mean()  # malignant flagged far more often
+
+
+def test_a_saved_detector_keeps_its_threshold_and_scores(tmp_path):
+    X, y = load_breast_cancer(return_X_y=True)
+    det = vaekit.OutlierDetector(model="ae", epochs=20, random_state=0).fit(X[y == 1])
+    loaded = vaekit.load(det.save(tmp_path / "det"))
+    assert type(loaded) is vaekit.OutlierDetector and loaded.threshold_ == det.threshold_
+    assert np.array_equal(loaded.predict(X), det.predict(X))
+    assert np.array_equal(loaded.decision_function(X), det.decision_function(X))
+
+
+def test_small_tables_default_to_a_short_schedule_on_one_thread():
+    X = load_wine().data
+    vae = vaekit.VAE(random_state=0).fit(X)
+    t = vae.config_.train
+    steps = len(vae.history_) * int(np.ceil(len(X) / t.batch_size))
+    assert t.batch_size == 64 and 3 * len(X) <= steps <= 3 * len(X) + 3 and t.lr == 1e-2 and vae.config_.model.likelihood == "gaussian"
+    assert vae.latent_dim_ == 3 and vae.standardizer_ is not None
