@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from .errors import VaekitError
-from .models.vae import gaussian_kl
 from .training import model_input
 
 SCORES = ("mse", "recon", "elbo")
@@ -30,7 +29,7 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
     """
     if score not in SCORES:
         raise VaekitError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
-    if score == "elbo" and not hasattr(model, "encode"):
+    if score == "elbo" and not model.variational:  # before any work: the model's own method says it too
         raise VaekitError("the elbo score needs a VAE; this model is a plain autoencoder (use --score recon)")
     model.eval()
     device = next(model.parameters()).device  # x may sit elsewhere (e.g. on the CPU): batches move one at a time
@@ -38,19 +37,7 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
     out = []
     for start in range(0, len(x), batch_size):
         xb = model_input(x[start:start + batch_size].to(device, non_blocking=True))
-        if score == "mse":
-            out.append((model.reconstruct(xb).float() - xb.float()).pow(2).flatten(1).sum(-1))
-            continue
-        if score == "recon":
-            out.append(model.recon_nll(model.embed(xb), xb))
-            continue
-        mu, logvar = model.encode(xb)
-        if samples:
-            recon = torch.stack([model.recon_nll(model.reparameterize(mu, logvar, gen), xb)
-                                 for _ in range(samples)]).mean(0)
-        else:
-            recon = model.recon_nll(mu, xb)
-        out.append(recon + gaussian_kl(mu.float(), logvar.float()))
+        out.append(model.anomaly_score(xb, score, samples, gen))
     return torch.cat(out).double().cpu().numpy()
 
 

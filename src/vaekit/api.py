@@ -166,7 +166,7 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
     from .objectives import importance_sampled_nll
     from .training import bf16_supported
 
-    if not hasattr(model, "encode"):
+    if not model.variational:
         raise VaekitError("--nll needs a VAE (a plain autoencoder defines no likelihood p(x))")
     if k < 1:
         raise VaekitError(f"--k must be at least 1, got {k}")
@@ -203,7 +203,7 @@ def sample(run: str | Path, n: int = 64, *, seed: int = 0, data_dir: str | Path 
     model, cfg = load_model(run)
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
-    train_x = as_tensor(load_splits(data_for_run(cfg.data, data_dir)).train, device) if cfg.model.model == "ae" else None
+    train_x = None if model.variational else as_tensor(load_splits(data_for_run(cfg.data, data_dir)).train, device)
     z = prior_codes(model, n, gen, train_x)
     return torch.cat([model.decode_mean(z[i:i + 4096]) for i in range(0, n, 4096)]).float().cpu().numpy()
 

@@ -91,7 +91,7 @@ def prior_codes(model: torch.nn.Module, n: int, generator: torch.Generator,
     device = next(model.parameters()).device
     L = model.cfg.latent_dim
     eps = torch.randn(n, L, generator=generator, device=device)
-    if model.cfg.model != "ae":
+    if model.variational:
         return eps
     codes = torch.from_numpy(posterior_means(model, train_x)).double()  # (N, L)
     mean = codes.mean(0)

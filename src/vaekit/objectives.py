@@ -1,4 +1,5 @@
-"""Training objectives and the importance-sampled log-likelihood. Pure tensor code: no files.
+"""Schedules (learning rate, KL weight), the IWAE bound and the importance-sampled log-likelihood. Pure tensor
+code: no files. Each model's training objective is its own method (``LatentModel.objective``, ``VAE.objective``).
 
 - ELBO with a KL weight (beta-VAE, Higgins et al. 2017; KL warm-up, Bowman et al. 2016 / Sonderby et al.
   2016) and free bits (Kingma et al. 2016, sec. C.8).
@@ -12,7 +13,6 @@ import math
 import torch
 
 from .config import TrainConfig
-from .models.vae import gaussian_kl_per_dim
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -42,7 +42,7 @@ def log_weight_terms(model, x: torch.Tensor, k: int, generator: torch.Generator 
                      target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """The importance log-weights ``log_w`` = log p(target, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x) and
     their parts ``log_px`` = log p(target|z_k), ``log_pz``, ``log_q``, each (K, B) in fp32; q's ``mu``,
-    ``logvar`` (B, L)."""
+    ``logvar`` (B, L). Any model with a Gaussian ``encode`` and a ``recon_nll`` (the VAE; exact test models)."""
     target = x if target is None else target
     mu, logvar = model.encode(x)  # (B, L) each
     mu, logvar = mu.float(), logvar.float()
@@ -66,31 +66,6 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator: torch.Generator | None
                target: torch.Tensor | None = None) -> torch.Tensor:
     """The IWAE lower bound on log p(x) per item (Burda et al. 2016, eq. 8): (B,)."""
     return torch.logsumexp(log_weights(model, x, k, generator, target), dim=0) - math.log(k)
-
-
-def training_objective(model, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor
-                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """(scalar to minimise, per-item terms to log). The logged ``loss`` is the honest one-sample negative
-    ELBO, as in validation, whatever beta, warm-up, free bits or the IWAE bound do to the objective."""
-    if not hasattr(model, "encode"):  # a plain autoencoder: reconstruction only
-        terms = model.loss(x, target=target)
-        return terms["loss"].mean(), terms
-    if cfg.iw_samples > 1:
-        t = log_weight_terms(model, x, cfg.iw_samples, target=target)
-        bound = torch.logsumexp(t["log_w"], dim=0) - math.log(cfg.iw_samples)  # (B,), Burda et al. 2016 eq. 8
-        # the logged terms are validation's one-sample ELBO, read off the first of the K draws (no second pass)
-        kl_dims = gaussian_kl_per_dim(t["mu"], t["logvar"]).detach()  # (B, L)
-        recon = -t["log_px"][0].detach()  # (B,)
-        kl = kl_dims.sum(-1)
-        return -bound.mean(), {"loss": recon + kl, "recon": recon, "kl": kl, "kl_per_dim": kl_dims}
-    terms = model.loss(x, target=target)
-    kl_dims = terms["kl_per_dim"]  # (B, L)
-    if cfg.free_bits > 0:
-        # free bits: each latent dim's batch-mean KL counts at least free_bits nats (no gradient below)
-        kl = torch.clamp(kl_dims.mean(0), min=cfg.free_bits).sum()
-    else:
-        kl = kl_dims.sum(-1).mean()
-    return terms["recon"].mean() + weight * kl, terms
 
 
 @torch.no_grad()

@@ -113,7 +113,7 @@ def plot_manifold(run: LoadedRun, n: int = 20, out: Path | None = None) -> dict:
         raise VaekitError(f"{run.run_dir}: a manifold grid needs a latent dim of at least 2")
     x = run.tensor("test")
     codes = latent.posterior_means(run.model, x)
-    if run.cfg.model.model == "ae":  # no prior: scan each dim over its own spread of codes
+    if not run.model.variational:  # no prior: scan each dim over its own spread of codes
         use, what = codes.var(0), "variance"
         base, spread = codes.mean(0), codes.std(0)
     else:
@@ -194,7 +194,7 @@ def _shown_test_items(run: LoadedRun, n: int = 8) -> torch.Tensor:
 def plot_grids(run: LoadedRun) -> None:
     """``samples.png`` (8x8 from the prior) and ``reconstructions.png`` (8 test originals above reconstructions)."""
     gen = torch.Generator(device=run.device).manual_seed(0)
-    z = latent.prior_codes(run.model, 64, gen, run.tensor("train") if run.cfg.model.model == "ae" else None)
+    z = latent.prior_codes(run.model, 64, gen, None if run.model.variational else run.tensor("train"))
     with torch.no_grad():
         plots.save_grid(run.run_dir / "samples.png", run.model.decode_mean(z).float().cpu().numpy(), 8)
         x = _shown_test_items(run)

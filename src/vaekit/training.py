@@ -25,7 +25,7 @@ from .data import ArrayData, Splits, load_splits
 from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
 from .models import build_model
-from .objectives import kl_weight, lr_factor, training_objective
+from .objectives import kl_weight, lr_factor
 
 TERMS = ("loss", "recon", "kl")
 MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves down to 128 on small data
@@ -238,7 +238,7 @@ class Objective(torch.nn.Module):
         self.model, self.cfg = model, cfg
 
     def forward(self, noisy: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor):
-        return training_objective(self.model, noisy, clean, self.cfg.train, weight)
+        return self.model.objective(noisy, clean, self.cfg.train, weight)
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,

@@ -63,7 +63,7 @@ class RunState:
 
     def _order_dims(self, x: torch.Tensor) -> tuple[list[int], np.ndarray, str]:
         """Dims by use, most used first: a VAE's mean KL per dim (nats); an AE's variance of the codes."""
-        if hasattr(self.model, "encode"):
+        if self.model.variational:
             use, name = latent.kl_per_dim(self.model, x), "KL (nats)"
         else:
             use, name = self.means.var(0), "variance"

@@ -1,16 +1,23 @@
 """What every autoencoder shares: a decoder to likelihood parameters, and the likelihood itself."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, TrainConfig
+from ..errors import VaekitError
 from .likelihoods import LIKELIHOODS
 from .networks import build_networks
 
 
 class LatentModel(nn.Module):
     """Encoder to ``code_dim`` outputs and a decoder mirroring it (MLP or conv, by ``cfg.arch``)."""
+
+    # A VAE: an encoder to q(z|x), the prior p(z) = N(0, I) and a bound on log p(x). Code that must know the
+    # kind asks the model (this flag, or the methods below), never isinstance/hasattr.
+    variational: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig, code_dim: int):
         super().__init__()
@@ -41,6 +48,23 @@ class LatentModel(nn.Module):
         """What the encoder gives each item, by name (the names of an exported encoder's outputs): (B, ...) ->
         {"code": (B, L)}; a VAE gives its posterior's mean and log-variance instead."""
         return {"code": self.embed(x)}
+
+    def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar to minimise, per-item terms to log) for a batch x (B, ...) and its target (the clean items
+        of a denoiser). Here the reconstruction NLL; ``weight`` (the KL weight) does not apply."""
+        terms = self.loss(x, target=target)
+        return terms["loss"].mean(), terms
+
+    def anomaly_score(self, x: torch.Tensor, score: str, samples: int = 0,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """One score per item of x (B, ...), (B,), higher = more anomalous. ``mse``: squared error of the
+        reconstruction from the deterministic code (PyOD's autoencoders score so); ``recon``: -log p(x | code)."""
+        if score == "mse":
+            return (self.reconstruct(x).float() - x.float()).pow(2).flatten(1).sum(-1)
+        if score == "recon":
+            return self.recon_nll(self.embed(x), x)
+        raise VaekitError(f"the {score} score needs a VAE; this model is a plain autoencoder (use --score recon)")
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Expected reconstruction from the deterministic code: (B, ...) -> (B, *input_shape)."""

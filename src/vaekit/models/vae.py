@@ -4,9 +4,12 @@ Pure: no files, no printing. ``loss(x)`` returns named per-sample terms.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, TrainConfig
+from ..objectives import log_weight_terms
 from .base import LatentModel
 
 LOGVAR_RANGE = (-30.0, 20.0)  # exp() of the log-variance stays finite in fp32 and bf16
@@ -27,6 +30,8 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 class VAE(LatentModel):
     """Encoder -> (mu, logvar); z = mu + sigma * eps; decoder -> likelihood parameters."""
+
+    variational = True
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, code_dim=2 * cfg.latent_dim)
@@ -63,6 +68,43 @@ class VAE(LatentModel):
         kl_dims = gaussian_kl_per_dim(mu.float(), logvar.float())  # (B, L)
         kl = kl_dims.sum(-1)
         return {"loss": recon + kl, "recon": recon, "kl": kl, "kl_per_dim": kl_dims}
+
+    def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(scalar to minimise, per-item terms to log). The logged ``loss`` is the honest one-sample negative
+        ELBO, as in validation, whatever beta (``weight``), warm-up, free bits or the IWAE bound do to the
+        objective."""
+        if cfg.iw_samples > 1:
+            t = log_weight_terms(self, x, cfg.iw_samples, target=target)
+            bound = torch.logsumexp(t["log_w"], dim=0) - math.log(cfg.iw_samples)  # (B,), Burda et al. 2016 eq. 8
+            # the logged terms are validation's one-sample ELBO, read off the first of the K draws (no second pass)
+            kl_dims = gaussian_kl_per_dim(t["mu"], t["logvar"]).detach()  # (B, L)
+            recon = -t["log_px"][0].detach()  # (B,)
+            kl = kl_dims.sum(-1)
+            return -bound.mean(), {"loss": recon + kl, "recon": recon, "kl": kl, "kl_per_dim": kl_dims}
+        terms = self.loss(x, target=target)
+        kl_dims = terms["kl_per_dim"]  # (B, L)
+        if cfg.free_bits > 0:
+            # free bits (Kingma et al. 2016, sec. C.8): each latent dim's batch-mean KL counts at least free_bits
+            # nats (no gradient below)
+            kl = torch.clamp(kl_dims.mean(0), min=cfg.free_bits).sum()
+        else:
+            kl = kl_dims.sum(-1).mean()
+        return terms["recon"].mean() + weight * kl, terms
+
+    def anomaly_score(self, x: torch.Tensor, score: str, samples: int = 0,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        """``elbo``: the negative ELBO -E_q[log p(x|z)] + KL(q(z|x) || p(z)), (B,); with ``samples=0`` the
+        expectation is taken at the posterior mean, else estimated with that many draws. Others: the base's."""
+        if score != "elbo":
+            return super().anomaly_score(x, score, samples, generator)
+        mu, logvar = self.encode(x)
+        if samples:
+            recon = torch.stack([self.recon_nll(self.reparameterize(mu, logvar, generator), x)
+                                 for _ in range(samples)]).mean(0)
+        else:
+            recon = self.recon_nll(mu, x)
+        return recon + gaussian_kl(mu.float(), logvar.float())
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.loss(x)
