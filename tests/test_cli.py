@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaekit.cli import main
+import vaekit
+from vaekit.cli import build_parser, main
 
 
 def test_train_evaluate_sample_reconstruct(tmp_path, capsys):
@@ -192,8 +193,33 @@ def test_version_and_help_text_for_every_option_with_an_example_per_subcommand(c
         command = p.epilog.split("\n  ")[1].split()
         assert name in command[1:3], (name, command)
         build_parser().parse_args(command[1:])  # the example is a valid command line
-        if name != "train":  # train's options are declared with their help in config.py (another change)
-            missing = [a.option_strings or a.dest for a in p._actions if not a.help]
-            assert not missing, (name, missing)
+        missing = [a.option_strings or a.dest for a in p._actions if not a.help]  # train's: from config.py
+        assert not missing, (name, missing)
         if name not in ("decode", "plot", "export"):  # decode reads only codes, export no data; plot's kinds take it
             assert any("--data-dir" in a.option_strings for a in p._actions), name
+
+
+def test_settings_are_declared_once_in_the_config_and_the_flags_follow():
+    """Each config field is one flag with its help and choices from config.py; a bad value is refused by the
+    one check whether it comes from a flag, the Python API or a config.json; the likelihood and model
+    registries are exactly the declared values."""
+    import typing
+    from dataclasses import fields
+
+    from vaekit.config import DataConfig, Likelihood, ModelConfig, TrainConfig, build_config
+    from vaekit.models import MODELS
+    from vaekit.models.likelihoods import LIKELIHOODS
+
+    assert set(typing.get_args(Likelihood)) == {"auto", *LIKELIHOODS}  # auto: chosen from the data
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.dest: a for a in train._actions}
+    for section in (DataConfig, ModelConfig, TrainConfig):
+        for f in fields(section):
+            if f.name != "input_shape":
+                assert flags[f.name].help == f.metadata["help"], f.name
+    assert flags["lr_schedule"].choices == ["constant", "cosine"] and flags["model"].choices == sorted(MODELS)
+    with pytest.raises(vaekit.VaekitError, match=r"unknown --lr-schedule 'linear'; choose from constant, cosine"):
+        build_config(lr_schedule="linear")
+    with pytest.raises(vaekit.VaekitError, match=r"unknown --likelihood 'poisson'"):
+        vaekit.RunConfig.from_dict({**vaekit.RunConfig().to_dict(), "model": {**vaekit.RunConfig().to_dict()["model"],
+                                                                              "likelihood": "poisson"}})

@@ -12,13 +12,17 @@ import os
 import shutil
 import sys
 import tempfile
+import types
+import typing
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from . import __version__, api, distributed
-from .config import LOG_CHOICES, PRESETS
+from .config import PRESETS, DataConfig, ModelConfig, TrainConfig, literal_choices
 from .errors import VaekitError
 from .models import MODELS
 
@@ -62,6 +66,43 @@ def _size(text: str) -> tuple[int, int]:
     return values
 
 
+_TYPES = {int: int, float: float, str: str}
+SETTING_NAMES = [f.name for section in (DataConfig, ModelConfig, TrainConfig) for f in fields(section)
+                 if f.metadata.get("flag", True)]
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """A flag for every config field, from its declaration in config.py: help, choices (a ``Literal`` type or
+    the models' registry), parser. Every default is None: a flag not given falls through to the preset and the
+    dataclass default (``build_config``)."""
+    for section in (DataConfig, ModelConfig, TrainConfig):
+        hints = typing.get_type_hints(section)
+        for f in fields(section):
+            meta = f.metadata
+            if not meta.get("flag", True):
+                continue
+            hint = hints[f.name]
+            optional = typing.get_origin(hint) in (typing.Union, types.UnionType)  # X | None: the X
+            base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+            kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"], "default": None}
+            choices = literal_choices(hint) or meta.get("choices")
+            if choices == "models":
+                choices = tuple(sorted(MODELS))
+            if base is bool:
+                kwargs["action"] = "store_true"
+            elif "parse" in meta:
+                kwargs["type"] = {"size": _size, "positive": _positive}[meta["parse"]]  # config.setting's hint
+            elif typing.get_origin(base) is tuple:
+                kwargs["type"] = _int_tuple
+            elif choices:
+                kwargs["type"] = type(choices[0])
+            else:
+                kwargs["type"] = _TYPES[base]
+            if choices:
+                kwargs["choices"] = list(choices)
+            parser.add_argument("--" + f.name.replace("_", "-"), *meta.get("aliases", ()), **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the one-line error contract: ``vaekit: error: ...`` and exit code 2, no usage dump."""
 
@@ -78,46 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model and write its run folder")
     t.add_argument("--preset", choices=sorted(PRESETS), help="settings of a seed article")
-    t.add_argument("--dataset", help="data spec: digits (default), mnist, fashion-mnist, binarized-mnist, "
-                                      "folder:PATH, npy:PATH, npz:PATH, csv:PATH")
-    t.add_argument("--data-dir", help="folder with the dataset files (then $VAEKIT_DATA, then the cache)")
-    t.add_argument("--binarize", choices=["none", "dynamic"])
-    t.add_argument("--noise", help="train a denoiser: gaussian:SIGMA, masking:P or salt-pepper:P")
-    t.add_argument("--normal-class", type=int, help="train on this class only (anomaly detection)")
-    t.add_argument("--val-fraction", type=float)
-    t.add_argument("--image-size", type=_size, help="folder data: resize images to N or HxW")
-    t.add_argument("--channels", type=int, choices=[1, 3], help="folder data: 1 (grayscale) or 3 (RGB)")
-    t.add_argument("--model", choices=sorted(MODELS), help="vae (default) or ae (plain autoencoder)")
-    t.add_argument("--hidden", type=_int_tuple, help="hidden widths, e.g. 400 or 512,256")
-    t.add_argument("--latent-dim", type=int)
-    t.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "gaussian-learned"])
-    t.add_argument("--gaussian-sigma", type=float, help="fixed sigma of the gaussian likelihood (default 1)")
-    t.add_argument("--arch", choices=["mlp", "conv"], help="mlp (default) or conv (images)")
-    t.add_argument("--conv-channels", type=_int_tuple, help="conv channels of the stride-2 layers, e.g. 32,64")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int, help="global batch (default: the architecture's recipe; mlp 512, conv 128)")
-    t.add_argument("--optimizer", choices=["adam", "rmsprop"])
-    t.add_argument("--lr", type=float, help="learning rate (default: the architecture's recipe; mlp 1.5e-2, conv 1e-3)")
-    t.add_argument("--lr-schedule", choices=["constant", "cosine"],
-                   help="cosine: linear warm-up over --warmup-epochs, then cosine decay to 0 (default: mlp cosine, "
-                        "conv constant)")
-    t.add_argument("--warmup-epochs", type=float, help="epochs of linear lr warm-up of the cosine schedule (2)")
-    t.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the training step (10-25%% faster MNIST epochs after 2-25 s of compiling)")
-    t.add_argument("--seed", type=int)
-    t.add_argument("--grad-clip", type=float, help="clip the gradient norm to this value")
-    t.add_argument("--beta", type=float, help="KL weight (beta-VAE); default 1")
-    t.add_argument("--kl-warmup", type=float, help="epochs to ramp the KL weight from 0 to beta")
-    t.add_argument("--free-bits", type=float, help="nats per latent dim the KL may keep for free")
-    t.add_argument("--iw-samples", type=int, help="train on the IWAE bound with K importance samples")
-    t.add_argument("--patience", type=_positive,
-                   help="early stopping: stop after N epochs without a better validation loss")
-    t.add_argument("--max-minutes", type=float,
-                   help="wall-clock budget, a cap: an epoch starts only if one as long as the last still fits")
-    t.add_argument("--device", help="auto (default: CUDA when present), cpu, cuda, cuda:1")
-    t.add_argument("--log", "--log-to", choices=LOG_CHOICES, help="tensorboard: also write RUN/tensorboard/ (under torchrun: --log-to)")
-    t.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                   help="bf16 autocast where the hardware has it (auto, the default) or plain fp32")
+    _add_settings(t)
     t.add_argument("--run-dir", help="run folder (default runs/<dataset>-<model>-<time>)")
     t.add_argument("--resume", metavar="RUN", help="continue this run from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
@@ -240,17 +242,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         result = api.resume(args.resume, epochs=args.epochs, **common)
     else:
-        result = api.train(
-            args.preset, run_dir=args.run_dir, overwrite=args.overwrite, **common,
-            dataset=args.dataset, data_dir=args.data_dir, binarize=args.binarize, val_fraction=args.val_fraction,
-            image_size=args.image_size, channels=args.channels, noise=args.noise, normal_class=args.normal_class,
-            arch=args.arch, gaussian_sigma=args.gaussian_sigma, conv_channels=args.conv_channels, model=args.model, hidden=args.hidden,
-            latent_dim=args.latent_dim, likelihood=args.likelihood, epochs=args.epochs,
-            batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, seed=args.seed, device=args.device, grad_clip=args.grad_clip,
-            beta=args.beta, kl_warmup=args.kl_warmup, free_bits=args.free_bits, iw_samples=args.iw_samples,
-            max_minutes=args.max_minutes, lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-            compile=args.compile, patience=args.patience, log=args.log,
-            precision=args.precision)
+        settings = {name: getattr(args, name) for name in SETTING_NAMES}
+        result = api.train(args.preset, run_dir=args.run_dir, overwrite=args.overwrite, **common, **settings)
     if distributed.is_main():
         test = ", ".join(f"{k} {v:.3f}" for k, v in result.test.items())
         print(f"run folder: {result.run_dir}\ntest per sample: {test}\nreport: {result.run_dir / 'report.html'}")

@@ -14,36 +14,84 @@ from typing import Any, Literal, get_args
 from .errors import VaekitError
 
 
+# Allowed values, declared once: the CLI's choices and help and the one validation (``_check_choices``) read them.
+Binarize = Literal["none", "dynamic"]
+Likelihood = Literal["auto", "bernoulli", "gaussian", "gaussian-learned"]
+Arch = Literal["mlp", "conv"]
+Optimizer = Literal["adam", "rmsprop"]
+LrSchedule = Literal["constant", "cosine"]
+Precision = Literal["auto", "fp32", "bf16"]
+LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
+
+
+def setting(default: Any, help: str, **cli: Any) -> Any:
+    """A config field with its help text (the CLI's ``--help``); ``cli`` holds CLI-only hints: ``parse`` (a
+    parser name in cli.py), ``aliases``, ``choices`` (for non-Literal fields) or ``flag=False`` (not a flag)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+def literal_choices(hint: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a ``Literal[...]`` type (or of ``Literal[...] | None``), else None."""
+    if typing.get_origin(hint) is Literal:
+        return get_args(hint)
+    for arg in get_args(hint):
+        if typing.get_origin(arg) is Literal:
+            return get_args(arg)
+    return None
+
+
+def _check_choices(obj: Any) -> None:
+    """Every ``Literal`` field holds one of its values: the one check, for flags, the Python API and
+    config.json alike."""
+    hints = typing.get_type_hints(type(obj))
+    for f in fields(obj):
+        choices = literal_choices(hints[f.name])
+        value = getattr(obj, f.name)
+        if choices is not None and value is not None and value not in choices:
+            raise VaekitError(f"unknown --{f.name.replace('_', '-')} {value!r}; choose from "
+                              f"{', '.join(map(str, choices))}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data comes from and how it is prepared."""
 
-    dataset: str = "digits"  # a data spec: digits, mnist, mnist:test, folder:PATH, npz:PATH, csv:PATH, ...
-    data_dir: str | None = None  # searched before $VAEKIT_DATA and the cache
-    binarize: str = "none"  # "none" or "dynamic" (a fresh Bernoulli draw of every pixel each batch)
-    val_fraction: float = 0.1  # of the training split, for sources without an official validation split
-    image_size: tuple[int, int] | None = None  # folder:PATH only: resize to (H, W); default: first image's size
-    channels: int | None = None  # folder:PATH only: 1 (grayscale) or 3 (RGB); default: RGB if any image is colour
-    noise: str | None = None  # train a denoiser: gaussian:SIGMA, masking:P or salt-pepper:P corrupts the input
-    normal_class: int | None = None  # keep only this class in the training and validation splits
+    dataset: str = setting("digits", "data spec: digits (default), mnist, fashion-mnist, binarized-mnist, "
+                                     "folder:PATH, npy:PATH, npz:PATH, csv:PATH")
+    data_dir: str | None = setting(None, "folder with the dataset files (then $VAEKIT_DATA, then the cache)")
+    binarize: Binarize = setting("none", "dynamic: a fresh Bernoulli draw of every pixel each batch (default none)")
+    val_fraction: float = setting(0.1, "share of the training split held out for validation, for sources "
+                                       "without an official one (default 0.1)")
+    image_size: tuple[int, int] | None = setting(None, "folder data: resize images to N or HxW (default: the "
+                                                       "first image's size)", parse="size")
+    channels: int | None = setting(None, "folder data: 1 (grayscale) or 3 (RGB); default RGB if any image is "
+                                         "colour", choices=(1, 3))
+    noise: str | None = setting(None, "train a denoiser: gaussian:SIGMA, masking:P or salt-pepper:P corrupts "
+                                      "the input")
+    normal_class: int | None = setting(None, "train on this class only (anomaly detection)")
+
+    def __post_init__(self) -> None:
+        _check_choices(self)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """The network. ``input_shape`` is filled in from the data when training starts."""
 
-    model: str = "vae"
-    input_shape: tuple[int, ...] = ()  # one item, e.g. (1, 28, 28) or (D,)
-    hidden: tuple[int, ...] = (400,)  # encoder hidden widths; the decoder mirrors them
-    latent_dim: int = 20
-    likelihood: str = "auto"  # "bernoulli", "gaussian" (fixed sigma), "gaussian-learned", or "auto" from the data
-    gaussian_sigma: float = 1.0  # the fixed sigma of "gaussian" (the starting value of "gaussian-learned")
-    arch: str = "mlp"  # "mlp" or "conv" (images only)
-    conv_channels: tuple[int, ...] = (32, 64)  # conv: channels of the stride-2 conv layers
+    model: str = setting("vae", "vae (default) or ae (plain autoencoder)", choices="models")  # models.MODELS
+    input_shape: tuple[int, ...] = setting((), "one item, e.g. (1, 28, 28) or (D,)", flag=False)
+    hidden: tuple[int, ...] = setting((400,), "encoder hidden widths, e.g. 400 or 512,256; the decoder mirrors "
+                                              "them (default 400)")
+    latent_dim: int = setting(20, "size of the latent code z (default 20)")
+    likelihood: Likelihood = setting("auto", "p(x|z): bernoulli, gaussian (fixed sigma), gaussian-learned, or "
+                                             "auto (bernoulli for data in [0, 1], else gaussian)")
+    gaussian_sigma: float = setting(1.0, "fixed sigma of the gaussian likelihood (the start of gaussian-learned; "
+                                         "default 1)")
+    arch: Arch = setting("mlp", "mlp (default) or conv (images)")
+    conv_channels: tuple[int, ...] = setting((32, 64), "conv channels of the stride-2 layers, e.g. 32,64")
 
-
-LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
-LOG_CHOICES: tuple[str, ...] = get_args(LogKind)
+    def __post_init__(self) -> None:
+        _check_choices(self)
 
 
 @dataclass(frozen=True)
@@ -56,29 +104,35 @@ class TrainConfig:
     the size of the training split.
     """
 
-    epochs: int | None = None
-    min_steps: int = 3000
-    batch_size: int | None = None
-    optimizer: str = "adam"  # "adam" or "rmsprop"
-    lr: float | None = None
-    lr_schedule: str | None = None  # "constant", or "cosine": linear warm-up over warmup_epochs, cosine decay to 0
-    warmup_epochs: float = 2.0
-    seed: int = 0
-    device: str = "auto"  # "auto" picks CUDA when present, else CPU
-    grad_clip: float | None = None  # clip the gradient's global norm to this value
-    beta: float = 1.0  # weight of the KL term (beta-VAE); the logged loss stays the plain negative ELBO
-    kl_warmup: float = 0.0  # epochs over which the KL weight ramps from 0 to beta
-    free_bits: float = 0.0  # nats per latent dim below which the KL is not pushed down (0: off)
-    iw_samples: int = 1  # K > 1 trains on the IWAE bound with K importance samples
-    max_minutes: float | None = None  # wall-clock cap: an epoch starts only if one as long as the last fits
-    patience: int | None = None  # early stopping: stop after this many epochs without a better validation loss
-    precision: str = "auto"  # "fp32", "bf16" (autocast; losses in fp32), or "auto": bf16 where the hardware has it
-    compile: bool = False  # torch.compile the training step (10-25% faster MNIST epochs after 2-25 s of compiling)
-    log: LogKind = "none"  # also write RUN/tensorboard/ (curves, pictures, projector)
+    epochs: int | None = setting(None, "passes over the training split (default: enough for about "
+                                       "--min-steps optimiser steps, at least 10)")
+    min_steps: int = setting(3000, "optimiser steps the default --epochs aims at (default 3000)")
+    batch_size: int | None = setting(None, "global batch (default: the architecture's recipe; mlp 512, conv 128)")
+    optimizer: Optimizer = setting("adam", "adam (default) or rmsprop")
+    lr: float | None = setting(None, "learning rate (default: the architecture's recipe; mlp 1.5e-2, conv 1e-3)")
+    lr_schedule: LrSchedule | None = setting(None, "cosine: linear warm-up over --warmup-epochs, then cosine "
+                                                   "decay to 0 (default: mlp cosine, conv constant)")
+    warmup_epochs: float = setting(2.0, "epochs of linear lr warm-up of the cosine schedule (default 2)")
+    seed: int = setting(0, "seed of the weights, batches and sampled z (default 0)")
+    device: str = setting("auto", "auto (default: CUDA when present), cpu, cuda, cuda:1")
+    grad_clip: float | None = setting(None, "clip the gradient's global norm to this value")
+    beta: float = setting(1.0, "KL weight (beta-VAE); the logged loss stays the plain negative ELBO (default 1)")
+    kl_warmup: float = setting(0.0, "epochs to ramp the KL weight from 0 to beta")
+    free_bits: float = setting(0.0, "nats per latent dim the KL may keep for free (0: off)")
+    iw_samples: int = setting(1, "train on the IWAE bound with K > 1 importance samples")
+    max_minutes: float | None = setting(None, "wall-clock budget, a cap: an epoch starts only if one as long as "
+                                              "the last still fits")
+    patience: int | None = setting(None, "early stopping: stop after N epochs without a better validation loss",
+                                   parse="positive")
+    precision: Precision = setting("auto", "bf16 autocast where the hardware has it (auto, the default) or plain "
+                                           "fp32")
+    compile: bool = setting(False, "torch.compile the training step (10-25%% faster MNIST epochs after 2-25 s "
+                                   "of compiling)")
+    log: LogKind = setting("none", "tensorboard: also write RUN/tensorboard/ (under torchrun: --log-to)",
+                           aliases=("--log-to",))
 
     def __post_init__(self) -> None:
-        if self.log not in LOG_CHOICES:  # the one check, for flags, the Python API and config.json alike
-            raise VaekitError(f"unknown --log {self.log!r}; choose from {', '.join(LOG_CHOICES)}")
+        _check_choices(self)
 
 
 # Training settings an architecture gets when batch_size, lr or lr_schedule are not given.
