@@ -137,7 +137,7 @@ def test_outlier_detector_has_pyods_attributes_and_finds_malignant_tumours():
     normal = rng.permutation(np.flatnonzero(y == 1))
     train, test = normal[:250], np.r_[normal[250:], np.flatnonzero(y == 0)]
     det = vaekit.OutlierDetector(contamination=0.05, random_state=0).fit(X[train])
-    assert det.decision_scores_.shape == (250,) and det.labels_.mean() == pytest.approx(0.05, abs=0.01)
+    assert det.decision_scores_.shape == (250,) and det.labels_.mean() <= 0.1
     assert set(np.unique(det.predict(X[test]))) <= {0, 1}
     proba = det.predict_proba(X[test])
     assert proba.shape == (len(test), 2) and np.allclose(proba.sum(1), 1) and (proba >= 0).all()
@@ -145,6 +145,9 @@ def test_outlier_detector_has_pyods_attributes_and_finds_malignant_tumours():
     assert auroc > 0.9  # PyOD's AutoEncoder and VAE reach 0.95-0.97 here (bench/outliers.py compares)
     flagged = det.predict(X[test])
     assert flagged[y[test] == 0].mean() > 2 * flagged[y[test] == 1].mean()  # malignant flagged far more often
+    # the threshold comes from rows held out of training: new benign rows are flagged near the asked 5 %, not
+    # the 50 % and more a threshold on the training rows' own scores gave
+    assert flagged[y[test] == 1].mean() < 0.2
 
 
 def test_a_saved_detector_keeps_its_threshold_and_scores(tmp_path):
