@@ -335,6 +335,16 @@ def markdown(results: dict, methods: list[str], summary: dict) -> str:
             lines.append("| mean over datasets (wine = mean of its 3) | "
                          + " | ".join(f"{100 * mean[m]:.1f}" if m in mean else "-" for m in methods) + " |")
         lines.append("")
+    lines += ["**Held-out normal rows that predict() flags (%), mean over seeds** (contamination 0.1: the threshold "
+              "is the 90th percentile of the training rows' scores, so about 10 is expected; PCA has no threshold)",
+              "", head, rule]
+    for task, by_method in results.items():
+        cells = []
+        for m in methods:
+            seeds = [s for s in by_method.get(m, {}).get("seeds", []) if "flagged_normal" in s]
+            cells.append(f"{100 * statistics.fmean(s['flagged_normal'] for s in seeds):.0f}" if seeds else "-")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    lines.append("")
     lines += ["**Fit time (s), median over seeds**", "", head, rule]
     for task, by_method in results.items():
         cells = []
