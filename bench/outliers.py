@@ -387,6 +387,11 @@ def main(argv=None):
         import vaekit
 
         versions["vaekit_path"] = str(Path(vaekit.__file__).parent)
+        source = Path(vaekit.__file__).parent / "estimators.py"
+        if source.exists():  # which build of the detector was measured
+            import hashlib
+
+            versions["vaekit_estimators_sha256"] = hashlib.sha256(source.read_bytes()).hexdigest()
     except Exception:  # noqa: BLE001
         pass
 
