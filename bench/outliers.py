@@ -424,7 +424,9 @@ def main(argv=None):
                 results[task][method] = {"error": f"{type(exc).__name__}: {exc}", "seeds": seeds}
                 print(f"  {method:18s} FAILED: {type(exc).__name__}: {exc}", flush=True)
                 continue
-            r = {"seeds": seeds}
+            r = {"params": seeds[0].pop("params", None), "seeds": seeds}
+            for other in seeds[1:]:
+                other.pop("params", None)  # the same but for random_state
             for key in ("auroc", "ap"):
                 r[f"{key}_mean"], r[f"{key}_std"] = _mean_std([s[key] for s in seeds])
             r["fit_s_median"] = statistics.median(s["fit_s"] for s in seeds)
