@@ -35,7 +35,7 @@ $(BENCH_VENV)/.installed: pyproject.toml
 bench: $(BENCH_VENV)/.installed  ## speed suite: vaekit vs the PyTorch example vs pythae (minutes; not in the tests)
 	$(BENCH_VENV)/bin/python bench/speed.py
 
-bench-outliers: $(BENCH_VENV)/.installed  ## tabular outlier detection: vaekit vs PyOD and PCA (about 15 minutes)
+bench-outliers: $(BENCH_VENV)/.installed  ## tabular outlier detection: vaekit vs PyOD and PCA (about 6 minutes)
 	$(BENCH_VENV)/bin/python bench/outliers.py
 
 clean:

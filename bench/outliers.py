@@ -1,6 +1,6 @@
 """Tabular outlier detection: vaekit's OutlierDetector against PyOD and PCA, on real anomaly tables.
 
-    .venv-bench/bin/python bench/outliers.py            # the whole run (about 15 minutes on 2 cores)
+    .venv-bench/bin/python bench/outliers.py            # the whole run (about 6 minutes on 2 cores)
     .venv-bench/bin/python bench/outliers.py --seeds 1 --tasks wine-0 breast_cancer   # a quick look
 
 Protocol (semi-supervised, "one-class"): for each task and seed, a random 70 % of the normal rows is the
