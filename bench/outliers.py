@@ -335,8 +335,9 @@ def markdown(results: dict, methods: list[str], summary: dict) -> str:
             lines.append("| mean over datasets (wine = mean of its 3) | "
                          + " | ".join(f"{100 * mean[m]:.1f}" if m in mean else "-" for m in methods) + " |")
         lines.append("")
-    lines += ["**Held-out normal rows that predict() flags (%), mean over seeds** (contamination 0.1: the threshold "
-              "is the 90th percentile of the training rows' scores, so about 10 is expected; PCA has no threshold)",
+    lines += ["**Held-out normal rows that predict() flags (%), mean over seeds** (contamination 0.1, so about 10 "
+              "is expected: PyOD's threshold is the 90th percentile of the training rows' scores, vaekit's that of "
+              "rows held out of its training; PCA has no threshold)",
               "", head, rule]
     for task, by_method in results.items():
         cells = []
