@@ -185,3 +185,9 @@ def test_csv_run_trains_gaussian_and_keeps_its_standardizer(tmp_path):
     _, _, std = runs.load_model(tmp_path / "run")
     assert np.allclose(std.mean, values[:240].mean(0), rtol=0.05)
     assert not (tmp_path / "run" / "samples.png").exists()  # no image grids for tables
+
+
+def test_every_captioned_picture_is_a_run_folder_file():
+    from vaekit.reporting import CAPTIONS
+
+    assert set(CAPTIONS) == set(runs.PICTURE_FILES)  # a new picture is added to the run folder's layout too

@@ -25,7 +25,6 @@ from .errors import RunError, VaekitError
 from .training import TrainResult, as_tensor, evaluate_terms, model_input, pick_device
 from .training import train as _train
 
-from .reporting import SUMMARY_FILE
 
 
 def train(preset: str | None = None, *, run_dir: str | Path | None = None, overwrite: bool = False,
@@ -70,10 +69,10 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
                "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
                "processes": distributed.world()[1]}
     from .reporting import SETTINGS
-    path = result.run_dir / SUMMARY_FILE
+    path = result.run_dir / runs.SUMMARY_FILE
     if path.exists() and SETTINGS in (old := json.loads(path.read_text())):  # a resumed run keeps the user's
         summary[SETTINGS] = old[SETTINGS]  # picture options
-    runs.write_json(result.run_dir / SUMMARY_FILE, summary)
+    runs.write_json(result.run_dir / runs.SUMMARY_FILE, summary)
     report(result.run_dir, pictures=pictures)
 
 

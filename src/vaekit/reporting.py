@@ -18,12 +18,10 @@ from . import latent, plots, runs
 from .config import RunConfig
 from .data import Splits, data_for_run, load_splits
 from .errors import VaekitError
-from .runs import atomic_write
+from .runs import REPORT_FILE, SUMMARY_FILE, atomic_write
 from .training import as_tensor, model_input
 
-SUMMARY_FILE = "summary.json"
 SETTINGS = "picture_settings"  # summary.json: the options each run-folder picture was last drawn with
-REPORT_FILE = "report.html"
 CAPTIONS = {
     "samples.png": "New items decoded from the prior z ~ N(0, I) (for a plain AE: a Gaussian fitted to its codes).",
     "reconstructions.png": "Test originals (top) above their reconstructions from the posterior mean (bottom).",

@@ -24,6 +24,10 @@ from .models import build_model
 
 MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE = (
     "model.safetensors", "checkpoint.safetensors", "config.json", "metrics.jsonl")
+SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
+# The pictures a run folder may hold (reporting.py draws and captions them): the layout lives with the folder.
+PICTURE_FILES = ("samples.png", "reconstructions.png", "latent.png", "manifold.png", "interpolation.png",
+                 "denoising.png", "curves.png", "recon_error.png")
 FORMAT = "vaekit-model/1"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -104,9 +108,8 @@ def prepare_run_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
         if not overwrite:
             raise RunError(f"{path}: run folder already exists; use --resume to continue it, "
                            "--overwrite to replace it, or another --run-dir")
-        from .reporting import CAPTIONS, REPORT_FILE, SUMMARY_FILE
-
-        for name in (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE, *CAPTIONS):
+        for name in (MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, REPORT_FILE,
+                     *PICTURE_FILES):
             (path / name).unlink(missing_ok=True)
     path.mkdir(parents=True, exist_ok=True)
     return path

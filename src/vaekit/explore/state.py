@@ -18,7 +18,7 @@ import torch
 from .. import latent, runs
 from ..anomaly import score_items
 from ..data import data_for_run, load_splits, parse_spec
-from ..reporting import CAPTIONS, REPORT_FILE, SUMMARY_FILE
+from ..runs import PICTURE_FILES, REPORT_FILE, SUMMARY_FILE
 from ..training import as_tensor, model_input, pick_device
 
 MAX_SLIDERS = 32
@@ -136,7 +136,7 @@ class RunState:
 
     def run_files(self) -> dict[str, Path]:
         """The run's report and pictures by name: the only files the server sends from the run folder."""
-        names = [REPORT_FILE, *CAPTIONS, "anomalies.png"]
+        names = [REPORT_FILE, *PICTURE_FILES, "anomalies.png"]
         return {name: self.run_dir / name for name in names if (self.run_dir / name).is_file()}
 
     def feature_names(self) -> list[str]:
