@@ -81,6 +81,14 @@ def _from_model_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return x
 
 
+def _store_params(estimator: BaseEstimator, params: dict[str, Any]) -> None:
+    """``__init__`` stores its parameters as given and does nothing else (scikit-learn's rule); the signature
+    is the one list of them."""
+    for name, value in params.items():
+        if name != "self":
+            setattr(estimator, name, value)
+
+
 def _seed(random_state: Any) -> int:
     """The run's seed: an int random_state is the seed itself (as ``vaekit train --seed``); None or a
     RandomState draws one."""
@@ -371,15 +379,7 @@ class VAE(_LatentEstimator):
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10, standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
                  random_state: Any = None, verbose: bool = False):
-        self.latent_dim, self.hidden, self.arch, self.conv_channels = latent_dim, hidden, arch, conv_channels
-        self.likelihood, self.gaussian_sigma = likelihood, gaussian_sigma
-        self.beta, self.kl_warmup, self.free_bits, self.iw_samples = beta, kl_warmup, free_bits, iw_samples
-        self.epochs, self.batch_size, self.optimizer, self.lr, self.lr_schedule = epochs, batch_size, optimizer, lr, \
-            lr_schedule
-        self.early_stopping, self.validation_fraction, self.n_iter_no_change = early_stopping, validation_fraction, \
-            n_iter_no_change
-        self.standardize, self.n_threads, self.device, self.precision = standardize, n_threads, device, precision
-        self.random_state, self.verbose = random_state, verbose
+        _store_params(self, locals())
 
     def _objective_overrides(self) -> dict[str, Any]:
         return dict(beta=self.beta, kl_warmup=self.kl_warmup, free_bits=self.free_bits, iw_samples=self.iw_samples)
@@ -433,14 +433,7 @@ class Autoencoder(_LatentEstimator):
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10, standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
                  random_state: Any = None, verbose: bool = False):
-        self.latent_dim, self.hidden, self.arch, self.conv_channels = latent_dim, hidden, arch, conv_channels
-        self.likelihood, self.gaussian_sigma = likelihood, gaussian_sigma
-        self.epochs, self.batch_size, self.optimizer, self.lr, self.lr_schedule = epochs, batch_size, optimizer, lr, \
-            lr_schedule
-        self.early_stopping, self.validation_fraction, self.n_iter_no_change = early_stopping, validation_fraction, \
-            n_iter_no_change
-        self.standardize, self.n_threads, self.device, self.precision = standardize, n_threads, device, precision
-        self.random_state, self.verbose = random_state, verbose
+        _store_params(self, locals())
 
     def fit(self, X: Any, y: Any = None) -> "Autoencoder":
         super().fit(X, y)
@@ -510,17 +503,12 @@ class OutlierDetector(BaseEstimator):
     """
 
     def __init__(self, model: str = "vae", anomaly_score: str = "recon", contamination: float = 0.1,
-                 threshold_holdout: float = 0.2, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, epochs: int | None = None,
-                 batch_size: int | None = None, lr: float | None = None, early_stopping: bool = False,
+                 threshold_holdout: float = 0.2, latent_dim: int | None = None,
+                 hidden: tuple[int, ...] | None = None, epochs: int | None = None, batch_size: int | None = None,
+                 lr: float | None = None, early_stopping: bool = False,
                  standardize: str | bool = "auto", n_threads: int | None = None, device: str = "auto",
                  random_state: Any = None, verbose: bool = False):
-        self.model, self.anomaly_score, self.contamination = model, anomaly_score, contamination
-        self.threshold_holdout = threshold_holdout
-        self.latent_dim, self.hidden, self.epochs, self.batch_size, self.lr = latent_dim, hidden, epochs, \
-            batch_size, lr
-        self.early_stopping, self.standardize, self.n_threads, self.device = early_stopping, standardize, \
-            n_threads, device
-        self.random_state, self.verbose = random_state, verbose
+        _store_params(self, locals())
 
     def _make_estimator(self) -> _LatentEstimator:
         kinds = {"vae": VAE, "ae": Autoencoder}

@@ -387,7 +387,7 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
         best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
     if memory is not None:
         memory.metrics.append(record)
-        if improved:
+        if improved and val_terms:  # without validation every epoch "improves": the last weights are the model
             memory.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return best
     # Order matters for crash safety: a kill between these lines loses at most this epoch.
