@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 import vaekit
 from vaekit.data import load_data
 from vaekit.config import DataConfig
-from vaekit.training import autocast_dtype, bf16_supported
+from vaekit.tensors import autocast_dtype, bf16_supported
 
 HERE = Path(__file__).resolve().parent
 QUALITY = 105.6  # the PyTorch example's 10-epoch test loss

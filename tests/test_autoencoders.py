@@ -24,7 +24,8 @@ def denoiser(tmp_path_factory):
 def test_a_denoisers_test_figures_are_for_corrupted_inputs_like_its_validation(denoiser):
     from vaekit import runs
     from vaekit.data import load_splits
-    from vaekit.training import as_tensor, evaluate_terms
+    from vaekit.tensors import as_tensor
+    from vaekit.training import evaluate_terms
     summary = json.loads((denoiser / "summary.json").read_text())
     corrupted = vaekit.evaluate(denoiser)
     assert corrupted["loss"] == pytest.approx(summary["test"]["loss"], rel=1e-6)
@@ -91,7 +92,7 @@ def mnist_run(tmp_path_factory, shared_data):
 
 def test_foreign_items_score_above_in_distribution_ones(mnist_run, shared_data):
     from vaekit.anomaly import score_items
-    from vaekit.training import as_tensor
+    from vaekit.tensors import as_tensor
     from sklearn.metrics import roc_auc_score
 
     model = vaekit.load(mnist_run).model_

@@ -195,7 +195,8 @@ def test_version_and_help_text_for_every_option_with_an_example_per_subcommand(c
         build_parser().parse_args(command[1:])  # the example is a valid command line
         missing = [a.option_strings or a.dest for a in p._actions if not a.help]  # train's: from config.py
         assert not missing, (name, missing)
-        if name not in ("decode", "plot", "export"):  # decode reads only codes, export no data; plot's kinds take it
+        # decode reads only codes, sample only the model (an AE's code prior is saved with it), export no data
+        if name not in ("decode", "sample", "plot", "export"):
             assert any("--data-dir" in a.option_strings for a in p._actions), name
 
 

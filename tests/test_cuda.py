@@ -14,7 +14,8 @@ import torch
 import vaekit
 from vaekit import runs
 from vaekit.anomaly import score_items
-from vaekit.training import as_tensor, autocast_dtype, compiler_available
+from vaekit.tensors import as_tensor, autocast_dtype
+from vaekit.training import compiler_available
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none here)")]

@@ -51,7 +51,7 @@ def test_grid_search_chooses_latent_dim_by_the_elbo(digits):
 
 
 def test_a_dataframe_keeps_its_feature_names_and_the_reconstruction_its_units():
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     wine = load_wine(as_frame=True).frame.drop(columns="target")
     ae = vaekit.Autoencoder(latent_dim=4, random_state=0).fit(wine)
     assert list(ae.feature_names_in_) == list(wine.columns) and ae.n_features_in_ == 13
@@ -166,3 +166,46 @@ def test_small_tables_default_to_a_short_schedule_on_one_thread():
     steps = len(vae.history_) * int(np.ceil(len(X) / t.batch_size))
     assert t.batch_size == 64 and 3 * len(X) <= steps <= 3 * len(X) + 3 and t.lr == 1e-2 and vae.config_.model.likelihood == "gaussian"
     assert vae.latent_dim_ == 3 and vae.standardizer_ is not None
+
+
+def test_a_cli_model_stands_alone_once_its_training_file_is_gone(tmp_path, capsys):
+    """An AE's code prior and the training scores are saved with the model: `sample` and `anomalies` on new
+    data work after the training table is deleted."""
+    X, y = load_breast_cancer(return_X_y=True)
+    rng = np.random.default_rng(0)
+    normal = rng.permutation(np.flatnonzero(y == 1))
+    header = ",".join(f"f{i}" for i in range(X.shape[1]))
+    np.savetxt(tmp_path / "train.csv", X[normal[:250]], delimiter=",", header=header, comments="")
+    test_rows = np.r_[normal[250:], np.flatnonzero(y == 0)]
+    np.savetxt(tmp_path / "new.csv", X[test_rows], delimiter=",", header=header, comments="")
+    run = tmp_path / "run"
+    assert main(["train", "--model", "ae", "--dataset", f"csv:{tmp_path / 'train.csv'}", "--epochs", "30",
+                 "--latent-dim", "4", "--run-dir", str(run), "--no-plots", "--quiet", "--device", "cpu"]) == 0
+    est = vaekit.load(run)
+    assert set(est.train_scores_) == {"mse", "recon"} and len(est.train_scores_["mse"]) > 150
+    assert np.all(np.diag(est.code_cov_) > 0)  # the fitted code prior came back with the weights
+    (tmp_path / "train.csv").unlink()
+    assert main(["sample", str(run), "-n", "5", "--out", str(tmp_path / "s.npz")]) == 0
+    assert np.load(tmp_path / "s.npz")["x"].shape == (5, X.shape[1])
+    assert main(["anomalies", str(run), "--input", f"csv:{tmp_path / 'new.csv'}", "--contamination", "0.05",
+                 "--out", str(tmp_path / "a.csv")]) == 0
+    flags = np.loadtxt(tmp_path / "a.csv", delimiter=",", skiprows=1)[:, 2]
+    is_malignant = y[test_rows] == 0
+    assert flags[is_malignant].mean() > 2 * flags[~is_malignant].mean()
+    # the threshold is the saved training scores' 95th percentile
+    found, _ = vaekit.api.anomalies(est, f"csv:{tmp_path / 'new.csv'}", contamination=0.05)
+    assert found.threshold == pytest.approx(np.quantile(est.train_scores_["mse"], 0.95))
+
+
+def test_the_run_folder_api_takes_the_estimator_and_loads_a_folder_once(tmp_path, digits, monkeypatch):
+    vae = vaekit.VAE(latent_dim=3, epochs=5, random_state=0).fit(digits)
+    path = vae.save(tmp_path / "vae")
+    np.save(tmp_path / "x.npy", digits[:20].astype(np.float32))
+    spec = f"npy:{tmp_path / 'x.npy'}"
+    assert np.array_equal(vaekit.sample(vae, 4, seed=1), vaekit.sample(path, 4, seed=1))
+    assert np.allclose(vaekit.encode(vae, spec), vae.transform(digits[:20]), atol=1e-6)
+    loads = []
+    real = vaekit.runs.load_model
+    monkeypatch.setattr(vaekit.runs, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    assert main(["encode", str(path), "--input", spec, "--out", str(tmp_path / "codes.npy")]) == 0
+    assert len(loads) == 1  # one model object for the whole command

@@ -55,7 +55,7 @@ def test_info_holds_the_plane_and_its_map_back_to_z(state, info):
 
 def test_sliders_are_ordered_by_kl(info, state):
     from vaekit import latent
-    from vaekit.training import as_tensor
+    from vaekit.tensors import as_tensor
 
     kl = latent.kl_per_dim(state.model, as_tensor(state.test, state.device))
     assert info["dims"] == [int(d) for d in np.argsort(-kl, kind="stable")]

@@ -11,7 +11,7 @@ import torch
 import vaekit
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.training import as_tensor, model_input
+from vaekit.tensors import as_tensor, model_input
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -62,7 +62,8 @@ def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
 
 def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
     from vaekit.data import load_splits
-    from vaekit.training import as_tensor, autocast_dtype, evaluate_terms
+    from vaekit.tensors import as_tensor, autocast_dtype
+    from vaekit.training import evaluate_terms
 
     # a high constant learning rate makes the validation loss wobble, and early stopping ends the run 3 epochs
     # after its best one, so the minimum is never the last epoch whatever the precision (bf16 or fp32) makes of it

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .errors import VaekitError
-from .training import model_input
+from .tensors import model_input
 
 SCORES = ("mse", "recon", "elbo")
 
@@ -29,8 +29,8 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
     """
     if score not in SCORES:
         raise VaekitError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
-    if score == "elbo" and not model.variational:  # before any work: the model's own method says it too
-        raise VaekitError("the elbo score needs a VAE; this model is a plain autoencoder (use --score recon)")
+    if score not in model.scores:  # before any work: the model's own method says it too
+        raise VaekitError(f"the {score} score needs a VAE; this model is a plain autoencoder (use --score recon)")
     model.eval()
     device = next(model.parameters()).device  # x may sit elsewhere (e.g. on the CPU): batches move one at a time
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -39,6 +39,16 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
         xb = model_input(x[start:start + batch_size].to(device, non_blocking=True))
         out.append(model.anomaly_score(xb, score, samples, gen))
     return torch.cat(out).double().cpu().numpy()
+
+
+SCORED_ITEMS = 10_000  # training items a run scores for its thresholds: a 0.1 % quantile still has 10 above it
+
+
+def training_scores(model: torch.nn.Module, x_train: torch.Tensor) -> dict[str, np.ndarray]:
+    """Each score the model knows, for up to ``SCORED_ITEMS`` evenly spaced training items: {score: (n,)}. Saved
+    with the model, they set thresholds without the training data."""
+    step = -(-len(x_train) // SCORED_ITEMS)  # ceil
+    return {score: score_items(model, x_train[::step], score) for score in model.scores}
 
 
 def threshold_at(train_scores: np.ndarray, contamination: float) -> float:

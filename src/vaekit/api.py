@@ -1,4 +1,8 @@
-"""The Python API. Every CLI subcommand is a thin wrapper over one function here.
+"""The Python API on run folders. Every CLI subcommand is a thin wrapper over one function here.
+
+``run`` is a run folder (or its ``.safetensors`` file), opened once into its fitted estimator, or that estimator
+itself (``vaekit.load(run)``, or one fitted in Python): code that calls several functions on one model opens
+it once with ``open_run`` and passes the object, so nothing is reloaded per call.
 
 Examples
 --------
@@ -22,7 +26,8 @@ from . import distributed, runs
 from .config import RunConfig, build_config
 from .data import IN_MEMORY, ArrayData, absolute_paths, data_for_run, load_data, load_splits
 from .errors import RunError, VaekitError
-from .training import TrainResult, as_tensor, evaluate_terms, model_input, pick_device
+from .tensors import as_tensor, model_input
+from .training import TrainResult, evaluate_terms
 from .training import train as _train
 
 
@@ -88,27 +93,44 @@ def read_config(run_dir: str | Path) -> RunConfig:
         raise RunError(f"{path}: not valid JSON ({e})") from None
 
 
-def load_model(run: str | Path, device: str = "auto") -> tuple[torch.nn.Module, RunConfig]:
+Run = Any  # a run folder's path, or a fitted vaekit.VAE / Autoencoder / OutlierDetector
+
+
+def open_run(run: Run, device: str = "auto"):
+    """The fitted estimator (``VAE`` or ``Autoencoder``) of ``run``: a run folder loaded once (on CUDA when
+    present, for ``device="auto"``), or ``run`` itself when it is already one (a detector gives its model)."""
+    from .estimators import OutlierDetector, _LatentEstimator, load
+
+    if isinstance(run, (str, Path)):
+        run = load(run, device)
+    if isinstance(run, OutlierDetector):
+        run = run.estimator_ if hasattr(run, "estimator_") else run
+    if not isinstance(run, _LatentEstimator) or not hasattr(run, "model_"):
+        raise VaekitError(f"expected a run folder or a fitted vaekit estimator, got {type(run).__name__}")
+    return run
+
+
+def load_model(run: Run, device: str = "auto") -> tuple[torch.nn.Module, RunConfig]:
     """The trained model of a run folder (or a ``.safetensors`` file) and its config."""
-    model, cfg, _ = runs.load_model(run, pick_device(device))
-    return model, cfg
+    estimator = open_run(run, device)
+    return estimator.model_, estimator.config_
 
 
-def input_data(run: str | Path, data: str | None = None, split: str = "test", *,
+def input_data(run: Run, data: str | None = None, split: str = "test", *,
                data_dir: str | Path | None = None) -> ArrayData:
     """The items a command works on: ``data`` (any data spec) or the run's own ``split``.
 
-    CSV inputs are standardised with the run's saved training mean and std.
+    Tables are standardised with the run's saved training mean and std.
     """
-    _, cfg, standardizer = runs.load_model(run)
-    return _items(_for_command(cfg, data_dir), standardizer, data, split)
+    estimator = open_run(run)
+    return _items(_for_command(estimator.config_, data_dir), estimator.standardizer_, data, split)
 
 
-def _open(run: str | Path, data_dir: str | Path | None = None, device: str = "auto"):
-    """(model, config, standardizer) of a run, on CUDA when present (for ``device="auto"``); the config's data
-    folder is the one this command searches first (``data_for_run``)."""
-    model, cfg, standardizer = runs.load_model(run, pick_device(device))
-    return model, _for_command(cfg, data_dir), standardizer
+def _open(run: Run, data_dir: str | Path | None = None, device: str = "auto"):
+    """(estimator, model, config, standardizer) of a run; the config's data folder is the one this command
+    searches first (``data_for_run``)."""
+    estimator = open_run(run, device)
+    return estimator, estimator.model_, _for_command(estimator.config_, data_dir), estimator.standardizer_
 
 
 def _for_command(cfg: RunConfig, data_dir: str | Path | None) -> RunConfig:
@@ -131,7 +153,7 @@ def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") 
     return items
 
 
-def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_size: int = 1000,
+def evaluate(run: Run, data: str | None = None, *, seed: int = 0, batch_size: int = 1000,
              nll: bool = False, k: int = 5000, precision: str = "auto", progress: bool = False,
              device: str = "auto", data_dir: str | Path | None = None) -> dict[str, float]:
     """Mean per-sample negative ELBO (``loss``), reconstruction and KL on the run's test split (or ``data``).
@@ -145,7 +167,7 @@ def evaluate(run: str | Path, data: str | None = None, *, seed: int = 0, batch_s
     A denoiser's (a run trained with ``noise``) ELBO terms are for the items corrupted with that noise
     (seeded) against the clean items, as in its training and validation; the NLL is of the clean items.
     """
-    model, cfg, standardizer = _open(run, data_dir, device)
+    _, model, cfg, standardizer = _open(run, data_dir, device)
     items = _items(cfg, standardizer, data)
     x = as_tensor(items, next(model.parameters()).device)
     if cfg.data.binarize == "dynamic":  # one fixed binarization of the test set, shared by both numbers
@@ -163,7 +185,7 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
     from tqdm.auto import tqdm
 
     from .objectives import importance_sampled_nll
-    from .training import bf16_supported
+    from .tensors import bf16_supported
 
     if not model.variational:
         raise VaekitError("--nll needs a VAE (a plain autoencoder defines no likelihood p(x))")
@@ -192,33 +214,29 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
 
 
 @torch.no_grad()
-def sample(run: str | Path, n: int = 64, *, seed: int = 0, data_dir: str | Path | None = None) -> np.ndarray:
-    """``n`` new items decoded from the prior (a VAE's N(0, I); an AE's Gaussian fitted to its training
-    codes): (n, *item_shape), the likelihood's mean. Reproducible for a given ``seed``."""
+def sample(run: Run, n: int = 64, *, seed: int = 0) -> np.ndarray:
+    """``n`` new items decoded from the model's prior (a VAE's N(0, I); an AE's Gaussian fitted to its training
+    codes, saved with it): (n, *item_shape), the likelihood's mean. Reproducible for a given ``seed``."""
     if n < 1:
         raise VaekitError(f"number of samples must be at least 1, got {n}")
-    from .latent import prior_codes
-
-    model, cfg = load_model(run)
-    device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed)
-    train_x = None if model.variational else as_tensor(load_splits(data_for_run(cfg.data, data_dir)).train, device)
-    z = prior_codes(model, n, gen, train_x)
+    model, _ = load_model(run)
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    z = model.sample_prior(n, gen)  # (n, L)
     return torch.cat([model.decode_mean(z[i:i + 4096]) for i in range(0, n, 4096)]).float().cpu().numpy()
 
 
 @torch.no_grad()
-def reconstruct(run: str | Path, n: int = 8, data: str | None = None, *, data_dir: str | Path | None = None
+def reconstruct(run: Run, n: int = 8, data: str | None = None, *, data_dir: str | Path | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(originals, reconstructions) of the first ``n`` test items, decoded from the posterior mean."""
-    model, cfg, standardizer = _open(run, data_dir)
+    _, model, cfg, standardizer = _open(run, data_dir)
     items = _items(cfg, standardizer, data)
     x = model_input(as_tensor(items, next(model.parameters()).device)[:n])
     return x.cpu().numpy(), model.reconstruct(x).cpu().numpy()
 
 
 @torch.no_grad()
-def encode(run: str | Path, data: str | None = None, *, items: ArrayData | None = None,
+def encode(run: Run, data: str | None = None, *, items: ArrayData | None = None,
            batch_size: int = 2000, data_dir: str | Path | None = None) -> np.ndarray:
     """Codes of the items: posterior means for a VAE, the code for an AE: (N, L) float32.
 
@@ -226,14 +244,14 @@ def encode(run: str | Path, data: str | None = None, *, items: ArrayData | None 
     """
     from .latent import posterior_means
 
-    model, cfg, standardizer = _open(run, data_dir)
+    _, model, cfg, standardizer = _open(run, data_dir)
     items = items if items is not None else _items(cfg, standardizer, data)
     x = as_tensor(items, next(model.parameters()).device)
     return posterior_means(model, x, batch_size)
 
 
 @torch.no_grad()
-def decode(run: str | Path, codes: np.ndarray) -> np.ndarray:
+def decode(run: Run, codes: np.ndarray) -> np.ndarray:
     """Items decoded from codes (N, L): (N, *item_shape), the likelihood's mean."""
     model, cfg = load_model(run)
     codes = np.asarray(codes)
@@ -246,31 +264,36 @@ def decode(run: str | Path, codes: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def denoise(run: str | Path, data: str | None = None, *, batch_size: int = 2000,
+def denoise(run: Run, data: str | None = None, *, batch_size: int = 2000,
             data_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, denoised): each item reconstructed from its code, (N, *item_shape) in the data's scale."""
-    model, cfg, standardizer = _open(run, data_dir)
+    _, model, cfg, standardizer = _open(run, data_dir)
     x = model_input(as_tensor(_items(cfg, standardizer, data), next(model.parameters()).device))
     out = torch.cat([model.reconstruct(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     return x.cpu().numpy(), out.float().cpu().numpy()
 
 
-def anomalies(run: str | Path, data: str | None = None, *, score: str = "mse", contamination: float = 0.01,
+def anomalies(run: Run, data: str | None = None, *, score: str = "mse", contamination: float = 0.01,
               samples: int = 0, seed: int = 0, normal_class: int | None = None, data_dir: str | Path | None = None):
     """Score items (higher = more anomalous), flag those above the training scores' (1 - contamination)
     quantile, and with labels and a normal class give AUROC and average precision.
+
+    The training scores are saved with the model (``train_scores_``), so only ``data`` is read (the run's
+    test split when None). With ``samples`` > 0 (a Monte Carlo ELBO) they are not the saved kind, and the
+    training split is read and scored again.
 
     Returns ``(anomaly.Detection, ArrayData)``. ``normal_class`` defaults to the run's ``--normal-class``;
     items of any other class count as true anomalies.
     """
     from .anomaly import detect, score_items, threshold_at
 
-    model, cfg, standardizer = _open(run, data_dir)
+    estimator, model, cfg, standardizer = _open(run, data_dir)
     device = next(model.parameters()).device
-    splits = load_splits(cfg.data)
-    items, train = (splits.test if data is None else _items(cfg, standardizer, data)), splits.train
-    train_scores = score_items(model, as_tensor(train, device), score, samples, seed)
+    items = _items(cfg, standardizer, data)
     scores = score_items(model, as_tensor(items, device), score, samples, seed)
+    train_scores = estimator.train_scores_.get(score) if samples == 0 else None
+    if train_scores is None:  # a Monte Carlo score, or a model file from before the saved scores
+        train_scores = score_items(model, as_tensor(load_splits(cfg.data).train, device), score, samples, seed)
     normal = cfg.data.normal_class if normal_class is None else normal_class
     truth = (items.y != normal) if (items.y is not None and normal is not None) else None
     return detect(scores, threshold_at(train_scores, contamination), truth), items

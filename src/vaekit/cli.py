@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--nll network passes: auto is bf16 where the CPU/GPU has it (0.003 nats from fp32 on MNIST)")
 
     s = _run_command(sub, "sample", "decode new items from the prior (augmentation)", cmd_sample,
-                     out="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)")
+                     out="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)", data=False)
     s.add_argument("-n", type=int, default=64, help="number of items to decode (default 64)")
     s.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
     r = _run_command(sub, "reconstruct", "test originals above their reconstructions", cmd_reconstruct,
@@ -335,7 +335,7 @@ def _remove_png_folder(folder: Path) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
-    x = api.sample(args.run, args.n, seed=args.seed, data_dir=args.data_dir)
+    x = api.sample(args.run, args.n, seed=args.seed)
     _write_items(out, {"x": x}, x, int(np.ceil(np.sqrt(len(x)))))
     print(f"wrote {len(x)} samples to {out}")
     return 0
@@ -354,8 +354,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".npy", ".npz"))
     from .runs import atomic_write
 
-    items = api.input_data(args.run, args.input, data_dir=args.data_dir)
-    codes = api.encode(args.run, items=items).astype(args.dtype)
+    model = api.open_run(args.run)  # once, for both calls
+    items = api.input_data(model, args.input, data_dir=args.data_dir)
+    codes = api.encode(model, items=items).astype(args.dtype)
     buf = io.BytesIO()
     if out.suffix == ".npz":
         np.savez(buf, codes=codes, **({"y": items.y} if items.y is not None else {}))

@@ -29,11 +29,11 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from . import runs
 from .anomaly import SCORES, score_items, threshold_at
-from .config import DataConfig, RunConfig, build_config
+from .config import RunConfig, build_config
 from .data import IN_MEMORY, ArrayData, Splits, Standardizer
 from .errors import VaekitError
 from .objectives import LOG_2PI
-from .training import model_input, pick_device
+from .tensors import model_input, pick_device
 from .training import train as train_model
 
 ESTIMATOR_FILE = "estimator.json"
@@ -44,11 +44,21 @@ SMALL_DATA_BATCH = 64
 # normal): 500-3000 steps at lr 1e-2 gave mean AUROC 0.963 (VAE) / 0.955 (AE) in a median 1.7 s per fit; 1000+
 # steps at 3e-3 gave 0.963 / 0.950 in 2.6-3.4 s.
 SMALL_DATA_LR = 1e-2
+# The detector's own small-data schedule: a detector ranks rows, and a model trained to the last detail of a few
+# hundred rows ranks new ones worse. Measured (bench/outliers.py's tasks and seeds 0-4, the ELBO score): 300 or
+# 500 steps at lr 1e-3 gave mean AUROC 94.1, the estimators' schedule (above) 92.3, and 1,000 steps at 1e-3 92.6.
+DETECTOR_STEPS = 300
+DETECTOR_LR = 1e-3
 ONE_THREAD_BELOW = 2_000_000  # rows x features: small batches on 2 threads ran ~8x slower than on 1 (issue #13)
 ELBO_SAMPLES = 16  # draws of z per item in score_samples' ELBO estimate
 
 
 # --- the input rule -------------------------------------------------------------------------------------
+
+def small_data_epochs(n_rows: int, batch_size: int, steps: int) -> int:
+    """Epochs that make about ``steps`` optimiser steps over ``n_rows`` rows in batches of ``batch_size``."""
+    return math.ceil(steps / math.ceil(n_rows / batch_size))
+
 
 def _layout(shape: tuple[int, ...]) -> str:
     """How an (N, ...) array reads: "table", "NHW", "NCHW" or "NHWC" (the module docstring's rule)."""
@@ -166,8 +176,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         batch = self.batch_size or (min(SMALL_DATA_BATCH, n) if small else None)
         epochs = self.epochs
         if epochs is None and small:
-            steps = min(max(3 * n, SMALL_DATA_STEPS[0]), SMALL_DATA_STEPS[1])
-            epochs = math.ceil(steps / math.ceil(n / batch))
+            epochs = small_data_epochs(n, batch, min(max(3 * n, SMALL_DATA_STEPS[0]), SMALL_DATA_STEPS[1]))
         hidden = self.hidden if self.hidden is not None else (min(400, max(64, 2 * n_features)),)
         latent = self.latent_dim if self.latent_dim is not None else max(2, min(20, n_features // 4))
         return dict(model=self._model_kind, hidden=tuple(hidden), latent_dim=int(latent), arch=self.arch,
@@ -210,17 +219,18 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         threads = self.n_threads or (1 if x.size < ONE_THREAD_BELOW else None)
         with _threads(threads):
             result = train_model(cfg, splits=splits, progress=bool(self.verbose), files=False)
-        self._set_fitted(result.model, result.config, self.standardizer_, result.metrics)
+        self._set_fitted(result.model, result.config, self.standardizer_, result.metrics, result.train_scores)
         return self
 
     def _set_fitted(self, model: torch.nn.Module, cfg: RunConfig, standardizer: Standardizer | None,
-                    history: list[dict]) -> None:
+                    history: list[dict], train_scores: dict[str, np.ndarray]) -> None:
         self.model_ = model.eval()
         self.config_ = cfg
         self.standardizer_ = standardizer
         self.history_ = history
         self.n_iter_ = len(history)
         self.latent_dim_ = cfg.model.latent_dim
+        self.train_scores_ = train_scores  # {anomaly score: (n,)}: thresholds for `vaekit anomalies` on new data
 
     # --- coding and decoding ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -275,27 +285,16 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         path = runs.prepare_run_dir(path, overwrite)
         runs.write_json(path / runs.CONFIG_FILE, self.config_.to_dict())
         runs.save_model(path / runs.MODEL_FILE, self.model_, self.config_, self.standardizer_,
-                        extra_tensors={f"estimator.{k}": torch.from_numpy(np.ascontiguousarray(v))
-                                       for k, v in self._fitted_arrays().items()})
+                        extra_tensors=runs.score_tensors(self.train_scores_))
         for record in self.history_:
             runs.append_metrics(path, record)
         fitted = {"n_features_in_": self.n_features_in_, "input_shape_": list(self.input_shape_),
                   "input_layout_": self.input_layout_}
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
-        fitted.update(self._fitted_scalars())
         runs.write_json(path / ESTIMATOR_FILE, {"class": type(self).__name__, "params": _json_params(self),
                                                 "fitted": fitted})
         return path
-
-    def _fitted_arrays(self) -> dict[str, np.ndarray]:
-        return {}
-
-    def _fitted_scalars(self) -> dict[str, Any]:
-        return {}
-
-    def _restore(self, fitted: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        pass
 
 
 def _shared_doc(cls: type) -> type:
@@ -435,19 +434,15 @@ class Autoencoder(_LatentEstimator):
                  random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
 
-    def fit(self, X: Any, y: Any = None) -> "Autoencoder":
-        super().fit(X, y)
-        self._fit_code_prior(self.transform(X).astype(np.float64))
-        return self
-
-    def _fit_code_prior(self, codes: np.ndarray) -> None:
-        self.code_mean_ = codes.mean(0)
-        self.code_cov_ = np.atleast_2d(np.cov(codes, rowvar=False)) + 1e-6 * np.eye(codes.shape[1])
+    def _set_fitted(self, model: torch.nn.Module, *args: Any) -> None:
+        super()._set_fitted(model, *args)
+        tril = model.code_scale_tril.double().cpu()  # the model's fitted code prior (models/ae.py)
+        self.code_mean_ = model.code_mean.double().cpu().numpy()
+        self.code_cov_ = (tril @ tril.T).numpy()
 
     def _draw_codes(self, n: int, rng: np.random.RandomState) -> np.ndarray:
-        if not hasattr(self, "code_mean_"):  # a CLI run opened with vaekit.load: its fit saved no code prior
-            raise VaekitError("this autoencoder has no fitted code prior (it was trained by an older vaekit); "
-                              "use vaekit.sample(run) or refit it")
+        if not np.all(np.diag(self.code_cov_) > 0):
+            self.model_.sample_prior(1)  # the model's one-line error: its model file predates the fitted prior
         return rng.multivariate_normal(self.code_mean_, self.code_cov_, size=n).astype(np.float32)
 
     @torch.no_grad()
@@ -456,13 +451,6 @@ class Autoencoder(_LatentEstimator):
         x = self._model_input(X)
         out = [-self.model_.recon_nll(self.model_.embed(xb), xb).double() for xb in x.split(4096)]
         return torch.cat(out).cpu().numpy() + self._log_jacobian()
-
-    def _fitted_arrays(self) -> dict[str, np.ndarray]:
-        return {"code_mean": self.code_mean_, "code_cov": self.code_cov_}
-
-    def _restore(self, fitted: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        if "code_mean" in arrays:
-            self.code_mean_, self.code_cov_ = arrays["code_mean"], arrays["code_cov"]
 
 
 class OutlierDetector(BaseEstimator):
@@ -477,17 +465,21 @@ class OutlierDetector(BaseEstimator):
     Parameters
     ----------
     model : {"vae", "ae"}
-    anomaly_score : {"mse", "recon", "elbo"}
-        "recon" (default): -log p(x | z = code(x)) under the model's likelihood; "mse": squared error of the
-        reconstruction (PyOD's score); "elbo": the negative ELBO (VAE only).
+    anomaly_score : {"auto", "mse", "recon", "elbo"}
+        "elbo": the negative ELBO (VAE only); "recon": -log p(x | z = code(x)) under the model's likelihood;
+        "mse": squared error of the reconstruction (PyOD's score). "auto" (default): "elbo" for a VAE, "recon"
+        for an autoencoder.
     contamination : float in (0, 0.5)
         The share of normal rows expected above ``threshold_``.
     threshold_holdout : float in [0, 1)
         Share of the rows (of 10 or more) held out of training to set ``threshold_``: the (1 - contamination)
         quantile of their scores, so about ``contamination`` of new normal rows are flagged. 0: PyOD's way, the
         training rows' own scores (which the model fits more closely than new rows).
-    latent_dim, hidden, epochs, batch_size, lr, early_stopping, standardize, n_threads, device, random_state,
-    verbose
+    epochs, lr : int, float or None
+        None on fewer than 10,000 rows: about 300 optimiser steps at lr 1e-3 (a detector ranks new rows better
+        from a model that has not fitted its few training rows to the last detail; see ``DETECTOR_STEPS``);
+        on more, the estimators' defaults.
+    latent_dim, hidden, batch_size, early_stopping, standardize, n_threads, device, random_state, verbose
         As for ``vaekit.VAE``.
 
     Examples
@@ -502,7 +494,7 @@ class OutlierDetector(BaseEstimator):
     (2,)
     """
 
-    def __init__(self, model: str = "vae", anomaly_score: str = "recon", contamination: float = 0.1,
+    def __init__(self, model: str = "vae", anomaly_score: str = "auto", contamination: float = 0.1,
                  threshold_holdout: float = 0.2, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, epochs: int | None = None, batch_size: int | None = None,
                  lr: float | None = None, early_stopping: bool = False,
@@ -510,12 +502,19 @@ class OutlierDetector(BaseEstimator):
                  random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
 
+    def _score_name(self) -> str:
+        """The anomaly score in use: ``anomaly_score`` with "auto" resolved by ``model``."""
+        if self.anomaly_score == "auto":
+            return "elbo" if self.model == "vae" else "recon"
+        return self.anomaly_score
+
     def _make_estimator(self) -> _LatentEstimator:
+        """The unfitted model (its schedule set by ``_schedule`` once the rows are counted)."""
         kinds = {"vae": VAE, "ae": Autoencoder}
         if self.model not in kinds:
             raise ValueError(f"model={self.model!r}: choose from {', '.join(kinds)}")
-        if self.anomaly_score not in SCORES:
-            raise ValueError(f"anomaly_score={self.anomaly_score!r}: choose from {', '.join(SCORES)}")
+        if self.anomaly_score not in SCORES + ("auto",):
+            raise ValueError(f"anomaly_score={self.anomaly_score!r}: choose from auto, {', '.join(SCORES)}")
         if self.anomaly_score == "elbo" and self.model != "vae":
             raise ValueError("anomaly_score='elbo' needs model='vae'")
         if not 0.0 < self.contamination < 0.5:
@@ -525,13 +524,22 @@ class OutlierDetector(BaseEstimator):
                                  standardize=self.standardize, n_threads=self.n_threads, device=self.device,
                                  random_state=self.random_state, verbose=self.verbose)
 
+    def _schedule(self, n_fit: int) -> dict[str, Any]:
+        """Epochs and lr for ``n_fit`` training rows: the detector's small-data schedule where they are None."""
+        if n_fit >= SMALL_DATA:
+            return {}
+        batch = self.batch_size or min(SMALL_DATA_BATCH, n_fit)
+        return {"epochs": self.epochs or small_data_epochs(n_fit, batch, DETECTOR_STEPS),
+                "lr": self.lr or DETECTOR_LR}
+
     def fit(self, X: Any, y: Any = None) -> "OutlierDetector":
         """Fit the model on ``X`` (taken as mostly normal; ``y`` is ignored) and set the threshold."""
+        if not 0.0 <= self.threshold_holdout < 1.0:
+            raise ValueError(f"threshold_holdout={self.threshold_holdout}: must be in [0, 1)")
         estimator = self._make_estimator()
         x = estimator._check_X(X, reset=True)  # checked once here; the rows as the model reads them
         n_held = int(round(self.threshold_holdout * len(x))) if len(x) >= 10 else 0
-        if not 0.0 <= self.threshold_holdout < 1.0:
-            raise ValueError(f"threshold_holdout={self.threshold_holdout}: must be in [0, 1)")
+        estimator.set_params(**self._schedule(len(x) - n_held))
         fit_rows = np.arange(len(x))
         if n_held:
             order = np.random.default_rng(_seed(self.random_state)).permutation(len(x))
@@ -559,7 +567,7 @@ class OutlierDetector(BaseEstimator):
 
     def _scores(self, estimator: _LatentEstimator, X: Any) -> np.ndarray:
         x = estimator._model_input(X)
-        return score_items(estimator.model_, x, self.anomaly_score, seed=estimator.config_.train.seed)
+        return score_items(estimator.model_, x, self._score_name(), seed=estimator.config_.train.seed)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly scores (N,) float64: higher = more anomalous (PyOD's sign)."""
@@ -631,7 +639,7 @@ def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDe
         estimator = cls(**_params_from_json(info["params"]))
         fitted = info["fitted"]
     else:
-        cls = Autoencoder if cfg.model.model == "ae" else VAE
+        cls = {c._model_kind: c for c in ESTIMATORS.values()}[cfg.model.model]
         m, t = cfg.model, cfg.train
         estimator = cls(latent_dim=m.latent_dim, hidden=tuple(m.hidden), arch=m.arch,
                         conv_channels=tuple(m.conv_channels), likelihood=m.likelihood, epochs=t.epochs,
@@ -640,15 +648,13 @@ def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDe
         fitted = {"n_features_in_": int(np.prod(shape)), "input_shape_": list(shape),
                   "input_layout_": "table" if len(shape) == 1 else "NCHW"}
     history = runs.read_metrics(folder) if (folder / runs.METRICS_FILE).is_file() else []
-    estimator._set_fitted(model, cfg, standardizer, history)
+    tensors, _ = runs.read_safetensors(folder / runs.MODEL_FILE if path.is_dir() else path)
+    estimator._set_fitted(model, cfg, standardizer, history, runs.read_train_scores(tensors))
     estimator.n_features_in_ = fitted["n_features_in_"]
     estimator.input_shape_ = tuple(fitted["input_shape_"])
     estimator.input_layout_ = fitted["input_layout_"]
     if "feature_names_in_" in fitted:
         estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
-    tensors, _ = runs.read_safetensors(folder / runs.MODEL_FILE if path.is_dir() else path)
-    arrays = {k[len("estimator."):]: v.numpy() for k, v in tensors.items() if k.startswith("estimator.")}
-    estimator._restore(fitted, arrays)
     if info is not None and "detector" in info:
         detector = OutlierDetector(**_params_from_json(info["detector"]["params"]))
         detector._set_fitted(estimator, np.asarray(info["detector"]["decision_scores_"], dtype=np.float64))

@@ -9,7 +9,6 @@ of the same name would replace that attribute of the package.)
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import warnings

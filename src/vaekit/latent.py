@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from .models.vae import gaussian_kl_per_dim
-from .training import model_input
+from .tensors import model_input
 
 
 @torch.no_grad()
@@ -78,23 +78,3 @@ def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, t
 
     k = min(k, len(train_z))  # tiny training sets (e.g. one class of a small dataset)
     return float(KNeighborsClassifier(n_neighbors=k).fit(train_z, train_y).score(test_z, test_y))
-
-
-@torch.no_grad()
-def prior_codes(model: torch.nn.Module, n: int, generator: torch.Generator,
-                train_x: torch.Tensor | None = None) -> torch.Tensor:
-    """n codes to decode into new items: (n, L) on the model's device.
-
-    A VAE samples its prior N(0, I). A plain AE has no prior, so a Gaussian is fitted to the codes of
-    the training items ``train_x`` and sampled (ex-post density estimation, Ghosh et al. 2020, sec. 4).
-    """
-    device = next(model.parameters()).device
-    L = model.cfg.latent_dim
-    eps = torch.randn(n, L, generator=generator, device=device)
-    if model.variational:
-        return eps
-    codes = torch.from_numpy(posterior_means(model, train_x)).double()  # (N, L)
-    mean = codes.mean(0)
-    cov = torch.cov(codes.T).reshape(L, L) + 1e-6 * torch.eye(L, dtype=torch.float64)
-    chol = torch.linalg.cholesky(cov)
-    return (mean + eps.double().cpu() @ chol.T).float().to(device)

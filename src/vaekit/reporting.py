@@ -19,7 +19,7 @@ from .config import RunConfig
 from .data import Splits, data_for_run, load_splits
 from .errors import VaekitError
 from .runs import REPORT_FILE, SUMMARY_FILE, atomic_write
-from .training import as_tensor, model_input
+from .tensors import as_tensor, model_input
 
 SETTINGS = "picture_settings"  # summary.json: the options each run-folder picture was last drawn with
 CAPTIONS = {
@@ -55,7 +55,7 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, data_dir: str | Path | None = None) -> LoadedRun:
-    from .training import pick_device
+    from .tensors import pick_device
 
     model, cfg, _ = runs.load_model(run_dir, pick_device("auto"))
     return LoadedRun(Path(run_dir), model, cfg, load_splits(data_for_run(cfg.data, data_dir)))
@@ -192,8 +192,8 @@ def _shown_test_items(run: LoadedRun, n: int = 8) -> torch.Tensor:
 def plot_grids(run: LoadedRun) -> None:
     """``samples.png`` (8x8 from the prior) and ``reconstructions.png`` (8 test originals above reconstructions)."""
     gen = torch.Generator(device=run.device).manual_seed(0)
-    z = latent.prior_codes(run.model, 64, gen, None if run.model.variational else run.tensor("train"))
     with torch.no_grad():
+        z = run.model.sample_prior(64, gen)  # (64, L); an AE's fitted Gaussian
         plots.save_grid(run.run_dir / "samples.png", run.model.decode_mean(z).float().cpu().numpy(), 8)
         x = _shown_test_items(run)
         recon = run.model.reconstruct(x).float().cpu().numpy()

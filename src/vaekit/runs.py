@@ -12,6 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -202,6 +203,18 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
     return tensors, metadata
 
 
+SCORES_PREFIX = "train_scores."  # a model file's training scores, one tensor per anomaly score
+
+
+def score_tensors(scores: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {SCORES_PREFIX + name: torch.from_numpy(np.ascontiguousarray(v)) for name, v in scores.items()}
+
+
+def read_train_scores(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The training scores a model file's tensors hold: {score: (n,) float64}; {} for a file without them."""
+    return {k[len(SCORES_PREFIX):]: v.double().numpy() for k, v in tensors.items() if k.startswith(SCORES_PREFIX)}
+
+
 def _looks_like_safetensors(data: bytes) -> bool:
     """An 8-byte little-endian header length, then a JSON object of that length within the file."""
     if len(data) < 10:
@@ -228,9 +241,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
         model = build_model(cfg.model)
     except (VaekitError, json.JSONDecodeError, TypeError) as e:
         raise RunError(f"{path}: its config cannot rebuild a model ({e})") from None
-    weights = _model_weights(tensors)
     try:
-        model.load_state_dict(weights, strict=True)
+        _load_state(model, _model_weights(tensors))
     except RuntimeError as e:
         first = str(e).replace("\n", " ").replace("\t", "")[:200]
         raise RunError(f"{path}: weights do not match its config ({first})") from None
@@ -238,6 +250,15 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     if "data.mean" in tensors:
         standardizer = Standardizer(tensors["data.mean"].numpy(), tensors["data.std"].numpy())
     return model.to(device).eval(), cfg, standardizer
+
+
+def _load_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """``model.load_state_dict(weights)``, strict except for the model's ``optional_state`` buffers."""
+    device = next(model.parameters()).device
+    missing, unexpected = model.load_state_dict({k: v.to(device) for k, v in weights.items()}, strict=False)
+    missing = [k for k in missing if k not in model.optional_state]
+    if missing or unexpected:
+        raise RuntimeError(f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
 
 
 def _model_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -248,8 +269,7 @@ def _model_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def load_weights(path: Path, model: torch.nn.Module) -> None:
     """Load a model file's weights into ``model`` in place (same architecture), on the model's device."""
     tensors, _ = read_safetensors(path)
-    device = next(model.parameters()).device
-    model.load_state_dict({k: v.to(device) for k, v in _model_weights(tensors).items()})
+    _load_state(model, _model_weights(tensors))
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
@@ -275,7 +295,7 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     """Restore weights, optimiser and RNG state in place; returns (epoch, best validation loss)."""
     tensors, metadata = read_safetensors(path)
     device = next(model.parameters()).device
-    model.load_state_dict(_model_weights(tensors))
+    _load_state(model, _model_weights(tensors))
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optim."):

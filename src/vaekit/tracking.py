@@ -15,6 +15,8 @@ import torch
 from . import distributed, runs
 from .config import RunConfig
 from .errors import VaekitError
+from .latent import posterior_means
+from .tensors import as_tensor, model_input
 
 TENSORBOARD_DIR = "tensorboard"
 EMBEDDING_ITEMS = 2000  # test items in the projector: enough to see the clusters, small enough to load at once
@@ -75,9 +77,7 @@ class TensorBoardLogger(MetricsLogger):
 
     @torch.no_grad()
     def on_end(self, model: torch.nn.Module, splits) -> None:
-        from .latent import posterior_means, prior_codes  # here: both import the training loop, which imports us
-        from .plots import image_grid
-        from .training import as_tensor, model_input
+        from .plots import image_grid  # here: matplotlib loads only for runs that log to TensorBoard
 
         epoch = self.epoch  # the pictures and the embedding sit at the last epoch's step
 
@@ -87,7 +87,7 @@ class TensorBoardLogger(MetricsLogger):
         is_image = test.is_image and tuple(model.cfg.input_shape) == test.item_shape
         if is_image:
             gen = torch.Generator(device=device).manual_seed(0)
-            z = prior_codes(model, 64, gen, as_tensor(splits.train, device))  # (64, L); an AE's fitted Gaussian
+            z = model.sample_prior(64, gen)  # (64, L); an AE's fitted Gaussian
             self._add_grid("samples", model.decode_mean(z).float().cpu().numpy(), 8, epoch, image_grid)
             if len(test):
                 x = model_input(as_tensor(test, device)[:8])  # (8, C, H, W)

@@ -21,11 +21,13 @@ from tqdm.auto import tqdm
 
 from . import distributed, runs, tracking
 from .config import DEFAULT_RECIPES, RunConfig
-from .data import ArrayData, Splits, load_splits
+from .data import Splits, load_splits
 from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
 from .models import build_model
+from .anomaly import training_scores
 from .objectives import kl_weight, lr_factor
+from .tensors import as_tensor, autocast_dtype, model_input, pick_device
 
 TERMS = ("loss", "recon", "kl")
 MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves down to 128 on small data
@@ -60,41 +62,7 @@ class TrainResult:
     config: RunConfig
     metrics: list[dict]
     test: dict[str, float]
-
-
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """CUDA when present (for "auto"; under torchrun the process's own GPU), else CPU."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        if local_rank >= torch.cuda.device_count():  # NCCL needs one GPU per process
-            raise VaekitError(f"torchrun started process {local_rank} on this machine, but it has "
-                              f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node="
-                              f"{torch.cuda.device_count()} or --device cpu")
-        return torch.device(f"cuda:{local_rank}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise VaekitError(f"device {name!r} asked for, but CUDA is not available here")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise VaekitError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """Native bf16 matmuls: AVX512-BF16/AMX on CPU (oneDNN), Ampere or newer on CUDA."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for training, or None for plain fp32."""
-    precision = cfg.train.precision
-    if precision not in ("auto", "fp32", "bf16"):
-        raise VaekitError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
-    if precision == "fp32" or (precision == "auto" and not bf16_supported(device)):
-        return None
-    return torch.bfloat16
+    train_scores: dict[str, np.ndarray]  # anomaly score -> scores of (up to 10,000) training items
 
 
 def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
@@ -182,19 +150,6 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimi
     if cfg.train.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.train.lr, alpha=0.9, eps=1e-7)  # Keras' defaults
     raise VaekitError(f"unknown optimizer {cfg.train.optimizer!r}; choose adam or rmsprop")
-
-
-def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(data.x)).to(device)
-
-
-def model_input(batch: torch.Tensor, binarize: str = "none", generator: torch.Generator | None = None
-                ) -> torch.Tensor:
-    """A stored batch to model input: uint8 -> float in [0, 1]; dynamic binarization draws pixels."""
-    x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
-    if binarize == "dynamic":
-        x = torch.bernoulli(x, generator=generator)
-    return x
 
 
 def shuffled_batches(x: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
@@ -292,7 +247,8 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
         objective = torch.compile(objective, dynamic=False)
     x_train, x_val = as_tensor(splits.train, device), as_tensor(splits.val, device)
     steps_per_epoch = math.ceil(len(x_train) / cfg.train.batch_size)
-    if steps_per_epoch * cfg.train.epochs < FEW_STEPS and distributed.is_main():
+    # A run folder's warning (the CLI and the run-folder API); fitting in memory reports n_iter_ and history_.
+    if steps_per_epoch * cfg.train.epochs < FEW_STEPS and run_dir is not None and distributed.is_main():
         need = math.ceil(cfg.train.min_steps / steps_per_epoch)
         print(f"vaekit: warning: {cfg.train.epochs} epochs of {steps_per_epoch} steps make only "
               f"{steps_per_epoch * cfg.train.epochs} optimiser steps ({len(x_train)} training items, batch "
@@ -354,11 +310,19 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             model.load_state_dict(memory.best_weights)
     elif distributed.is_main() and (run_dir / runs.MODEL_FILE).is_file():
         runs.load_weights(run_dir / runs.MODEL_FILE, model)  # the best epoch's weights, for the test and the result
+    # What the model needs later besides its weights, from its training items: an AE's code prior (sampling) and
+    # the training scores (anomaly thresholds). Saved with the model: no command re-reads the training data.
+    model.fit_prior(model_input(b) for b in x_train.split(2000))
+    train_scores = training_scores(model, x_train) if distributed.is_main() and len(x_train) else {}
+    if run_dir is not None and distributed.is_main():
+        runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer,
+                        extra_tensors=runs.score_tensors(train_scores))
     # a denoiser's test figures are, like its validation curve, for corrupted inputs and clean targets
     test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed, binarize=cfg.data.binarize,
                           noise=cfg.data.noise) if len(splits.test) and distributed.is_main() else {}
     logger.on_end(model, splits)  # picture grids and the latent projector of the best weights
-    return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir) if memory is None else memory.metrics, test)
+    return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir) if memory is None else memory.metrics, test,
+                       train_scores)
 
 
 def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

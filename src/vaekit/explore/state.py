@@ -19,7 +19,7 @@ from .. import latent, runs
 from ..anomaly import score_items
 from ..data import data_for_run, load_splits, parse_spec
 from ..runs import PICTURE_FILES, REPORT_FILE, SUMMARY_FILE
-from ..training import as_tensor, model_input, pick_device
+from ..tensors import as_tensor, model_input, pick_device
 
 MAX_SLIDERS = 32
 Z_BOUND = 10.0  # |z| a client may ask to decode: 10 prior standard deviations (an AE: wider, see z_bound)

@@ -1,17 +1,47 @@
 """The plain (deterministic) autoencoder: z = f(x), x_hat = g(z); a denoising AE is this with corrupted input."""
 from __future__ import annotations
 
+from typing import Iterable
+
 import torch
 
 from ..config import ModelConfig
+from ..errors import VaekitError
 from .base import LatentModel
 
 
 class AE(LatentModel):
-    """Encoder -> code z (B, L) -> decoder -> likelihood parameters. Loss = -log p(target | z); no KL."""
+    """Encoder -> code z (B, L) -> decoder -> likelihood parameters. Loss = -log p(target | z); no KL.
+
+    A plain AE has no prior, so after training a Gaussian is fitted to its training codes and sampled (ex-post
+    density estimation, Ghosh et al. 2020, sec. 4). Its mean (L,) and Cholesky factor (L, L) are buffers: they
+    are saved with the weights, so sampling never needs the training data again.
+    """
+
+    optional_state = ("code_mean", "code_scale_tril")  # model files from before the fitted prior
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, code_dim=cfg.latent_dim)
+        self.register_buffer("code_mean", torch.zeros(cfg.latent_dim))
+        self.register_buffer("code_scale_tril", torch.zeros(cfg.latent_dim, cfg.latent_dim))  # zero: not fitted
+
+    @torch.no_grad()
+    def fit_prior(self, batches: Iterable[torch.Tensor]) -> None:
+        """The Gaussian N(mean, cov) of the training items' codes, with 1e-6 added to cov's diagonal."""
+        self.eval()
+        codes = torch.cat([self.embed(x).double() for x in batches])  # (N, L)
+        L = codes.shape[1]
+        cov = torch.cov(codes.T).reshape(L, L) if len(codes) > 1 else torch.zeros(L, L, dtype=codes.dtype)
+        cov = cov.to(codes.device) + 1e-6 * torch.eye(L, dtype=torch.float64, device=codes.device)
+        self.code_mean.copy_(codes.mean(0))
+        self.code_scale_tril.copy_(torch.linalg.cholesky(cov))
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not bool(self.code_scale_tril.diagonal().gt(0).all()):
+            raise VaekitError("this autoencoder's code prior was never fitted (its model file predates it): "
+                              "retrain it, or resume it for one more epoch")
+        eps = torch.randn(n, self.cfg.latent_dim, generator=generator, device=self.code_mean.device)
+        return self.code_mean + eps @ self.code_scale_tril.T  # (n, L)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)

@@ -1,7 +1,7 @@
 """What every autoencoder shares: a decoder to likelihood parameters, and the likelihood itself."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Iterable
 
 import torch
 from torch import nn
@@ -18,6 +18,10 @@ class LatentModel(nn.Module):
     # A VAE: an encoder to q(z|x), the prior p(z) = N(0, I) and a bound on log p(x). Code that must know the
     # kind asks the model (this flag, or the methods below), never isinstance/hasattr.
     variational: ClassVar[bool] = False
+    # The anomaly scores ``anomaly_score`` gives for this kind of model (``vaekit anomalies --score``).
+    scores: ClassVar[tuple[str, ...]] = ("mse", "recon")
+    # Buffers a model file may lack (written before they existed); loading keeps their initial values.
+    optional_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: ModelConfig, code_dim: int):
         super().__init__()
@@ -65,6 +69,15 @@ class LatentModel(nn.Module):
         if score == "recon":
             return self.recon_nll(self.embed(x), x)
         raise VaekitError(f"the {score} score needs a VAE; this model is a plain autoencoder (use --score recon)")
+
+    def fit_prior(self, batches: Iterable[torch.Tensor]) -> None:
+        """Fit the prior to the training items (model-input batches (B, ...)) after training; a model whose prior
+        is fixed or learned in training (a VAE's) ignores them, and never draws a batch."""
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes from the prior p(z), to decode into new items: (n, L) on the model's device. N(0, I) here."""
+        device = next(self.parameters()).device
+        return torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Expected reconstruction from the deterministic code: (B, ...) -> (B, *input_shape)."""

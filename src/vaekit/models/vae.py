@@ -32,6 +32,7 @@ class VAE(LatentModel):
     """Encoder -> (mu, logvar); z = mu + sigma * eps; decoder -> likelihood parameters."""
 
     variational = True
+    scores = ("mse", "recon", "elbo")
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg, code_dim=2 * cfg.latent_dim)

@@ -1,0 +1,58 @@
+"""Where tensors live and how stored items become model input: device choice, bf16 support, stored arrays
+to tensors. Shared by training, the run-folder API, the estimators, pictures and the explorer."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .config import RunConfig
+from .data import ArrayData
+from .errors import VaekitError
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """CUDA when present (for "auto"; under torchrun the process's own GPU), else CPU."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        if local_rank >= torch.cuda.device_count():  # NCCL needs one GPU per process
+            raise VaekitError(f"torchrun started process {local_rank} on this machine, but it has "
+                              f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node="
+                              f"{torch.cuda.device_count()} or --device cpu")
+        return torch.device(f"cuda:{local_rank}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise VaekitError(f"device {name!r} asked for, but CUDA is not available here")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise VaekitError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Native bf16 matmuls: AVX512-BF16/AMX on CPU (oneDNN), Ampere or newer on CUDA."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training, or None for plain fp32."""
+    precision = cfg.train.precision
+    if precision not in ("auto", "fp32", "bf16"):
+        raise VaekitError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+    if precision == "fp32" or (precision == "auto" and not bf16_supported(device)):
+        return None
+    return torch.bfloat16
+
+
+def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(data.x)).to(device)
+
+
+def model_input(batch: torch.Tensor, binarize: str = "none", generator: torch.Generator | None = None
+                ) -> torch.Tensor:
+    """A stored batch to model input: uint8 -> float in [0, 1]; dynamic binarization draws pixels."""
+    x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
+    if binarize == "dynamic":
+        x = torch.bernoulli(x, generator=generator)
+    return x
