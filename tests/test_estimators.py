@@ -209,3 +209,11 @@ def test_the_run_folder_api_takes_the_estimator_and_loads_a_folder_once(tmp_path
     monkeypatch.setattr(vaekit.runs, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
     assert main(["encode", str(path), "--input", spec, "--out", str(tmp_path / "codes.npy")]) == 0
     assert len(loads) == 1  # one model object for the whole command
+
+
+def test_every_docstring_example_runs():
+    import doctest
+
+    import vaekit.estimators
+
+    assert doctest.testmod(vaekit.estimators).failed == 0

@@ -73,12 +73,22 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
                "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
                "processes": distributed.world()[1]}
+    if result.model.uses_labels and result.test:  # a classifier too: its test accuracy from q(y|x)
+        summary["test_accuracy"] = _accuracy(result.model, result.config)
     from .reporting import SETTINGS
     path = result.run_dir / runs.SUMMARY_FILE
     if path.exists() and SETTINGS in (old := json.loads(path.read_text())):  # a resumed run keeps the user's
         summary[SETTINGS] = old[SETTINGS]  # picture options
     runs.write_json(result.run_dir / runs.SUMMARY_FILE, summary)
     report(result.run_dir, pictures=pictures)
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, cfg: RunConfig) -> float:
+    test = load_splits(cfg.data).test
+    x = as_tensor(test, next(model.parameters()).device)
+    predicted = torch.cat([model.class_logits(model_input(x[i:i + 2000])).argmax(1) for i in range(0, len(x), 2000)])
+    return float((predicted.cpu().numpy() == test.y).mean())
 
 
 def read_config(run_dir: str | Path) -> RunConfig:
@@ -187,8 +197,9 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
     from .objectives import importance_sampled_nll
     from .tensors import bf16_supported
 
-    if not model.variational:
-        raise VaekitError("--nll needs a VAE (a plain autoencoder defines no likelihood p(x))")
+    if not model.importance_sampled:
+        raise VaekitError(f"--nll needs a VAE with one Gaussian q(z|x) ({model.cfg.model} has no importance-sampled "
+                          "log p(x) here yet; a plain autoencoder defines no likelihood)")
     if k < 1:
         raise VaekitError(f"--k must be at least 1, got {k}")
     if precision not in ("auto", "bf16", "fp32"):

@@ -69,6 +69,10 @@ class DataConfig:
     noise: str | None = setting(None, "train a denoiser: gaussian:SIGMA, masking:P or salt-pepper:P corrupts "
                                       "the input")
     normal_class: int | None = setting(None, "train on this class only (anomaly detection)")
+    labels: int | None = setting(None, "keep N labels of the training split, spread evenly over its classes; the "
+                                       "rest are used unlabelled (--model m2 learns from them; every labelled run "
+                                       "reports linear and 5-NN probes of its codes from them)")
+    labels_seed: int = setting(0, "which items keep their labels under --labels (a seeded draw; default 0)")
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -78,7 +82,8 @@ class DataConfig:
 class ModelConfig:
     """The network. ``input_shape`` is filled in from the data when training starts."""
 
-    model: str = setting("vae", "vae (default) or ae (plain autoencoder)", choices="models")  # models.MODELS
+    model: str = setting("vae", "vae (default), ae (plain autoencoder) or m2 (semi-supervised VAE: needs "
+                                "labels, see --labels)", choices="models")  # models.MODELS
     input_shape: tuple[int, ...] = setting((), "one item, e.g. (1, 28, 28) or (D,)", flag=False)
     hidden: tuple[int, ...] = setting((400,), "encoder hidden widths, e.g. 400 or 512,256; the decoder mirrors "
                                               "them (default 400)")
@@ -89,6 +94,7 @@ class ModelConfig:
                                          "default 1)")
     arch: Arch = setting("mlp", "mlp (default) or conv (images)")
     conv_channels: tuple[int, ...] = setting((32, 64), "conv channels of the stride-2 layers, e.g. 32,64")
+    n_classes: int = setting(0, "classes of a semi-supervised model, from its labels", flag=False)
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -120,6 +126,8 @@ class TrainConfig:
     kl_warmup: float = setting(0.0, "epochs to ramp the KL weight from 0 to beta")
     free_bits: float = setting(0.0, "nats per latent dim the KL may keep for free (0: off)")
     iw_samples: int = setting(1, "train on the IWAE bound with K > 1 importance samples")
+    alpha: float | None = setting(None, "m2: weight of the labelled items' classification loss (default 0.1 x "
+                                        "unlabelled / labelled items, as in Kingma et al. 2014)")
     max_minutes: float | None = setting(None, "wall-clock budget, a cap: an epoch starts only if one as long as "
                                               "the last still fits")
     patience: int | None = setting(None, "early stopping: stop after N epochs without a better validation loss",

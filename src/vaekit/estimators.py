@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
@@ -195,7 +195,10 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
 
         ``y`` is ignored (unsupervised); it is accepted for pipelines. Returns ``self``.
         """
-        x = self._check_X(X, reset=True)
+        return self._fit(self._check_X(X, reset=True))
+
+    def _fit(self, x: np.ndarray, labels: np.ndarray | None = None) -> "_LatentEstimator":
+        """Train on checked items x (N, ...) and, for a model that learns from them, labels (N,) (-1: none)."""
         if len(x) < 2:
             raise ValueError(f"n_samples={len(x)}: {type(self).__name__} needs at least 2 samples to fit")
         is_table = self.input_layout_ == "table"
@@ -204,7 +207,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         if standardize and not is_table:
             raise ValueError("standardize=True applies to tables (N, D), not to images")
         self.standardizer_ = Standardizer.fit(x) if standardize else None
-        data = ArrayData(x, None, "X")
+        data = ArrayData(x, labels, "X")
         if self.standardizer_ is not None:
             data = self.standardizer_.apply(data)
         seed = _seed(self.random_state)
@@ -213,7 +216,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
             order = np.random.default_rng(seed).permutation(len(data))
             n_val = max(1, int(round(self.validation_fraction * len(data))))
             train, val = data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
-        cfg = build_config(**self._config_overrides(len(train), self.n_features_in_, seed))
+        cfg = build_config(**self._config_overrides(len(train), int(np.prod(x.shape[1:])), seed))
         cfg = replace(cfg, data=replace(cfg.data, dataset=IN_MEMORY))
         splits = Splits(train, val, data.subset(np.arange(0)), self.standardizer_)
         threads = self.n_threads or (1 if x.size < ONE_THREAD_BELOW else None)
@@ -292,6 +295,8 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
                   "input_layout_": self.input_layout_}
         if hasattr(self, "feature_names_in_"):
             fitted["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
+        if hasattr(self, "classes_"):
+            fitted["classes_"] = self.classes_.tolist()
         runs.write_json(path / ESTIMATOR_FILE, {"class": type(self).__name__, "params": _json_params(self),
                                                 "fitted": fitted})
         return path
@@ -621,17 +626,168 @@ def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
-ESTIMATORS = {"VAE": VAE, "Autoencoder": Autoencoder}
+class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
+    """A classifier from a few labels and many unlabelled items: the semi-supervised VAE "M2" of Kingma, Rezende,
+    Mohamed & Welling (2014), and their stacked "M1+M2" with ``m1_latent_dim``.
+
+    scikit-learn's semi-supervised convention: ``fit(X, y)`` with ``y == -1`` for the unlabelled items
+    (``sklearn.semi_supervised``). M2 treats the class as a latent variable: labelled items train the
+    classifier q(y|x) (weighted by ``alpha``) and the bound given their class; unlabelled items train the bound
+    with the class marginalised over q(y|x). ``predict``/``predict_proba`` use q(y|x); ``score`` is accuracy;
+    ``transform`` gives the means of q(z | x, y); ``sample(n, y=c)`` draws items of class c.
+
+    Parameters
+    ----------
+    latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, lr, lr_schedule, standardize,
+    n_threads, device, precision, random_state, verbose
+        As for ``vaekit.VAE`` (the classifier has the encoder's architecture).
+    alpha : float or None
+        Weight of the labelled items' classification loss. None: 0.1 x unlabelled / labelled items (the
+        paper's 0.1 N, in batch means). The labelled items are repeated so they make about a quarter of each
+        epoch's rows.
+    m1_latent_dim : int or None
+        M1+M2: first fit a ``vaekit.VAE`` with this code size (M1) on all of X, unsupervised, then M2 on its
+        posterior means (an MLP, Gaussian likelihood). None: M2 on X itself.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.datasets import load_digits
+    >>> import vaekit
+    >>> X, y = load_digits(return_X_y=True)
+    >>> y_few = np.where(np.arange(len(y)) < 100, y, -1)  # 100 labels; -1 = unlabelled
+    >>> clf = vaekit.SemiSupervisedVAE(epochs=2, random_state=0).fit(X / 16.0, y_few)
+    >>> clf.predict(X[:3] / 16.0).shape
+    (3,)
+    >>> clf.sample(2, y=7, random_state=0).shape
+    (2, 64)
+    """
+
+    _model_kind = "m2"
+
+    def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
+                 conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
+                 alpha: float | None = None, m1_latent_dim: int | None = None, epochs: int | None = None,
+                 batch_size: int | None = None, optimizer: str = "adam", lr: float | None = None,
+                 lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,
+                 n_iter_no_change: int = 10, standardize: str | bool = "auto", n_threads: int | None = None,
+                 device: str = "auto", precision: str = "auto", random_state: Any = None, verbose: bool = False):
+        _store_params(self, locals())
+
+    def _objective_overrides(self) -> dict[str, Any]:
+        return dict(alpha=self.alpha)
+
+    def fit(self, X: Any, y: Any) -> "SemiSupervisedVAE":
+        """Train on every row of ``X``; ``y`` (N,) labels with -1 for the unlabelled rows. Returns ``self``."""
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != _num_rows(X):
+            raise ValueError(f"y must have one label per row of X ({_num_rows(X)}), got shape {y.shape}")
+        labelled = y != -1
+        self.classes_ = np.unique(y[labelled])
+        if len(self.classes_) < 2:
+            raise ValueError(f"y has {len(self.classes_)} labelled class(es); {type(self).__name__} needs at least "
+                             "2 (-1 marks the unlabelled rows)")
+        index = np.full(len(y), -1, dtype=np.int64)
+        index[labelled] = np.searchsorted(self.classes_, y[labelled])
+        if self.m1_latent_dim is None:
+            self.m1_ = self.m2_ = None
+            return self._fit(self._check_X(X, reset=True), index)
+        # M1+M2 (Kingma et al. 2014, sec. 3.1.3): M2 learns on M1's codes
+        m1 = VAE(latent_dim=self.m1_latent_dim, hidden=self.hidden, arch=self.arch, conv_channels=self.conv_channels,
+                 likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma, epochs=self.epochs,
+                 batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule, standardize=self.standardize,
+                 n_threads=self.n_threads, device=self.device, precision=self.precision,
+                 random_state=self.random_state, verbose=self.verbose).fit(X)
+        params = {**self.get_params(), "m1_latent_dim": None, "arch": "mlp", "likelihood": "auto", "hidden": None}
+        self.m1_, self.m2_ = m1, SemiSupervisedVAE(**params).fit(m1.transform(X), y)
+        for name in ("n_features_in_", "input_shape_", "input_layout_", "feature_names_in_"):
+            if hasattr(m1, name):
+                setattr(self, name, getattr(m1, name))
+        self.latent_dim_, self.history_ = self.m2_.latent_dim_, self.m2_.history_
+        return self
+
+    def _set_fitted(self, model: torch.nn.Module, *args: Any) -> None:
+        super()._set_fitted(model, *args)
+        if not hasattr(self, "classes_"):  # a CLI run: its labels were the dataset's class indices
+            self.classes_ = np.arange(model.cfg.n_classes)
+
+    def _m2(self, X: Any) -> tuple["SemiSupervisedVAE", torch.Tensor]:
+        """The part that holds M2, and X as its input (M1's codes for M1+M2)."""
+        check_is_fitted(self, "classes_")
+        if getattr(self, "m1_", None) is None:
+            return self, self._model_input(X)
+        return self.m2_, self.m2_._model_input(self.m1_.transform(X))
+
+    @torch.no_grad()
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """q(y | x): (N, n_classes) float64, columns in ``classes_`` order."""
+        part, x = self._m2(X)
+        logits = torch.cat([part.model_.class_logits(b).float() for b in x.split(4096)])
+        return logits.softmax(-1).double().cpu().numpy()
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    @torch.no_grad()
+    def transform(self, X: Any) -> np.ndarray:
+        """Means of q(z | x, y) with y = q(y|x)'s probabilities: (N, latent_dim)."""
+        part, x = self._m2(X)
+        return torch.cat([part.model_.embed(b) for b in x.split(4096)]).float().cpu().numpy()
+
+    @torch.no_grad()
+    def sample(self, n_samples: int = 1, random_state: Any = None, y: Any = None) -> np.ndarray:
+        """``n_samples`` new items of class ``y`` (one of ``classes_``; None: classes drawn uniformly), decoded
+        from z ~ N(0, I): in X's units and layout."""
+        check_is_fitted(self, "classes_")
+        rng = check_random_state(random_state)
+        if y is None:
+            labels = rng.randint(len(self.classes_), size=n_samples)
+        else:
+            if y not in self.classes_:
+                raise ValueError(f"y={y!r} is not one of the fitted classes {self.classes_.tolist()}")
+            labels = np.full(n_samples, int(np.searchsorted(self.classes_, y)))
+        part = self if getattr(self, "m1_", None) is None else self.m2_
+        device = part._device()
+        z = torch.from_numpy(rng.standard_normal((n_samples, part.latent_dim_)).astype(np.float32)).to(device)
+        out = part._output(part.model_.decode_class(z, torch.from_numpy(labels).to(device)))
+        return out if part is self else self.m1_.inverse_transform(out.astype(np.float32))
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """A run folder (see ``VAE.save``); M1+M2 keeps its two parts in sub-folders ``m1`` and ``m2``."""
+        if getattr(self, "m1_", None) is None:
+            return super().save(path, overwrite)
+        path = runs.prepare_run_dir(path, overwrite)
+        self.m1_.save(path / "m1")
+        self.m2_.save(path / "m2")
+        runs.write_json(path / ESTIMATOR_FILE, {"class": type(self).__name__, "params": _json_params(self),
+                                                "parts": ["m1", "m2"], "fitted": {"classes_": self.classes_.tolist()}})
+        return path
+
+
+def _num_rows(X: Any) -> int:
+    return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+
+
+ESTIMATORS = {"VAE": VAE, "Autoencoder": Autoencoder, "SemiSupervisedVAE": SemiSupervisedVAE}
 
 
 def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDetector:
     """A fitted estimator from a run folder: one saved by ``save`` (its class and parameters back) or one
     written by ``vaekit train`` (a ``VAE`` or ``Autoencoder`` with its config's settings). Never unpickles."""
     path = Path(path)
-    model, cfg, standardizer = runs.load_model(path, pick_device(device))
     folder = path if path.is_dir() else path.parent
     info_path = folder / ESTIMATOR_FILE
     info = json.loads(info_path.read_text()) if info_path.is_file() else None
+    if info is not None and "parts" in info:  # M1+M2: two run folders
+        estimator = ESTIMATORS[info["class"]](**_params_from_json(info["params"]))
+        estimator.m1_, estimator.m2_ = (load(folder / part, device) for part in info["parts"])
+        for name in ("n_features_in_", "input_shape_", "input_layout_", "feature_names_in_"):
+            if hasattr(estimator.m1_, name):
+                setattr(estimator, name, getattr(estimator.m1_, name))
+        estimator.classes_ = np.asarray(info["fitted"]["classes_"])
+        estimator.latent_dim_, estimator.history_ = estimator.m2_.latent_dim_, estimator.m2_.history_
+        return estimator
+    model, cfg, standardizer = runs.load_model(path, pick_device(device))
     if info is not None:
         cls = ESTIMATORS.get(info.get("class"))
         if cls is None:
@@ -655,6 +811,8 @@ def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDe
     estimator.input_layout_ = fitted["input_layout_"]
     if "feature_names_in_" in fitted:
         estimator.feature_names_in_ = np.asarray(fitted["feature_names_in_"], dtype=object)
+    if "classes_" in fitted:
+        estimator.classes_ = np.asarray(fitted["classes_"])
     if info is not None and "detector" in info:
         detector = OutlierDetector(**_params_from_json(info["detector"]["params"]))
         detector._set_fitted(estimator, np.asarray(info["detector"]["decision_scores_"], dtype=np.float64))

@@ -71,6 +71,22 @@ def explained_variance(points: np.ndarray) -> np.ndarray:
     return s / s.sum() if s.sum() > 0 else s
 
 
+def probes(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray) -> dict:
+    """How useful the codes are from the labelled training items (y >= 0): test accuracy of a logistic
+    regression (a linear probe) and of a 5-NN classifier fitted on their codes (N, L), and their number."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    known = train_y >= 0
+    out = {"knn_probe_accuracy": knn_accuracy(train_z[known], train_y[known], test_z, test_y, k=5),
+           "probe_labels": int(known.sum())}
+    if len(np.unique(train_y[known])) >= 2:  # one-class training (--normal-class) has no linear probe
+        linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+        out["linear_probe_accuracy"] = float(linear.fit(train_z[known], train_y[known]).score(test_z, test_y))
+    return out
+
+
 def knn_accuracy(train_z: np.ndarray, train_y: np.ndarray, test_z: np.ndarray, test_y: np.ndarray,
                  k: int = 5) -> float:
     """Accuracy of a k-nearest-neighbour classifier fitted on the training codes, scored on the test codes."""

@@ -24,6 +24,8 @@ from .tensors import as_tensor, model_input
 SETTINGS = "picture_settings"  # summary.json: the options each run-folder picture was last drawn with
 CAPTIONS = {
     "samples.png": "New items decoded from the prior z ~ N(0, I) (for a plain AE: a Gaussian fitted to its codes).",
+    "samples_by_class.png": "One row per class: items decoded from the same 10 draws of z (one per column) with "
+                            "the row's class, p(x | y, z): the class sets the digit, z its style.",
     "reconstructions.png": "Test originals (top) above their reconstructions from the posterior mean (bottom).",
     "latent.png": "Posterior means of the test split.",
     "manifold.png": "Decoded images on a grid of the latent plane at Gaussian quantiles.",
@@ -89,7 +91,8 @@ def plot_latent(run: LoadedRun, out: Path | None = None) -> dict:
     title = f"{run.cfg.data.dataset}: test posterior means"
     if test_y is not None and run.splits.train.y is not None:
         train_z = latent.posterior_means(run.model, run.tensor("train"))
-        info["knn5_accuracy"] = latent.knn_accuracy(train_z, run.splits.train.y, test_z, test_y, k=5)
+        info.update(latent.probes(train_z, run.splits.train.y, test_z, test_y))
+        info["knn5_accuracy"] = info["knn_probe_accuracy"]  # the name earlier runs' summaries use
         info["knn5_space"] = f"{test_z.shape[1]}-D posterior means"
         title += f" (5-NN label accuracy {info['knn5_accuracy']:.3f})"
     png = plots.scatter_png(points, test_y, run.splits.test.class_names, xlabel, ylabel, title)
@@ -195,6 +198,12 @@ def plot_grids(run: LoadedRun) -> None:
     with torch.no_grad():
         z = run.model.sample_prior(64, gen)  # (64, L); an AE's fitted Gaussian
         plots.save_grid(run.run_dir / "samples.png", run.model.decode_mean(z).float().cpu().numpy(), 8)
+        if run.model.uses_labels:  # a conditional model: the same z decoded with every class
+            k = run.cfg.model.n_classes
+            z = run.model.sample_prior(10, gen).repeat(k, 1)  # (K * 10, L), row-major: class, then draw
+            labels = torch.arange(k, device=run.device).repeat_interleave(10)
+            plots.save_grid(run.run_dir / "samples_by_class.png",
+                            run.model.decode_class(z, labels).float().cpu().numpy(), 10)
         x = _shown_test_items(run)
         recon = run.model.reconstruct(x).float().cpu().numpy()
     plots.save_grid(run.run_dir / "reconstructions.png", np.concatenate([x.float().cpu().numpy(), recon]), len(x))
@@ -314,9 +323,16 @@ def write_report(run_dir: str | Path) -> Path:
     for key, value in (summary.get("test") or {}).items():
         rows.append((f"test {key} (nats per item)", f"{value:.3f}"))
     pictures = summary.get("pictures", {})
+    if "test_accuracy" in summary:
+        rows.append(("test accuracy of the classifier q(y|x)", f"{summary['test_accuracy']:.4f} "
+                     f"(trained with {cfg['data'].get('labels') or 'all'} labels)"))
+    if "linear_probe_accuracy" in pictures:
+        rows.append(("linear probe of the latent means", f"{pictures['linear_probe_accuracy']:.4f} test accuracy "
+                     f"(logistic regression on the codes of {pictures['probe_labels']} labelled training items)"))
     if "knn5_accuracy" in pictures:
         rows.append(("5-NN label accuracy from the latent means", f"{pictures['knn5_accuracy']:.3f} "
-                     f"({pictures['knn5_space']}; fit on train, scored on test)"))
+                     f"({pictures['knn5_space']}; fit on the {pictures.get('probe_labels', 'all')} labelled "
+                     "training items, scored on test)"))
     if "manifold_scan" in pictures:
         rows.append(("manifold scans", pictures["manifold_scan"]))
     for key, label in (("epochs", "epochs"), ("best_epoch", "epoch of the saved model (best validation loss)"),

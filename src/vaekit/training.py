@@ -24,7 +24,7 @@ from .config import DEFAULT_RECIPES, RunConfig
 from .data import Splits, load_splits
 from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
-from .models import build_model
+from .models import MODELS, build_model
 from .anomaly import training_scores
 from .objectives import kl_weight, lr_factor
 from .tensors import as_tensor, autocast_dtype, model_input, pick_device
@@ -117,14 +117,26 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if batch_size > len(train):
         raise VaekitError(f"batch size {batch_size} is larger than the training split "
                           f"of {train.name} ({len(train)} items)")
+    n_classes, alpha = cfg.model.n_classes, t.alpha
+    if MODELS[cfg.model.model].uses_labels:
+        known = train.y >= 0 if train.y is not None else np.zeros(len(train), dtype=bool)
+        if train.y is None or len(np.unique(train.y[known])) < 2:
+            raise DataError(f"{train.name}: --model {cfg.model.model} learns a classifier from labels of at least 2 "
+                            "classes, and these training items have fewer (use a labelled dataset, with --labels N "
+                            "to keep N of them, and no --normal-class)")
+        n_classes = int(train.y[known].max()) + 1
+        if alpha is None:  # Kingma et al. 2014, sec. 4.2: alpha = 0.1 N, in batch means per unlabelled/labelled
+            alpha = 0.1 * max(1, int((~known).sum())) / int(known.sum())
     epochs = cfg.train.epochs
     if epochs is None:
         steps_per_epoch = math.ceil(len(train) / batch_size)
         epochs = max(10, math.ceil(cfg.train.min_steps / steps_per_epoch))
     if epochs < 1:
         raise VaekitError(f"epochs must be at least 1, got {epochs}")
-    return replace(cfg, model=replace(cfg.model, input_shape=train.item_shape, likelihood=likelihood),
-                   train=replace(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule))
+    return replace(cfg, model=replace(cfg.model, input_shape=train.item_shape, likelihood=likelihood,
+                                      n_classes=n_classes),
+                   train=replace(cfg.train, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                                 alpha=alpha))
 
 
 def compiler_available(device: torch.device) -> bool:
@@ -152,15 +164,16 @@ def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimi
     raise VaekitError(f"unknown optimizer {cfg.train.optimizer!r}; choose adam or rmsprop")
 
 
-def shuffled_batches(x: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
-    """Batches of ``x`` in an order fixed by ``seed`` (so a resumed epoch sees the same order).
+def shuffled_batches(n: int, batch_size: int, seed: int, device: torch.device | str = "cpu"
+                     ) -> Iterator[torch.Tensor]:
+    """Index batches (B,) over ``n`` items in an order fixed by ``seed`` (so a resumed epoch sees the same order).
 
-    One ``index_select`` per batch: on MNIST 2.5 ms an epoch, where gathering the whole split with ``x[order]``
-    took 17 ms (advanced indexing, and a fresh 42 MB copy every epoch).
+    The caller gathers each batch with one ``index_select``: on MNIST 2.5 ms an epoch, where gathering the whole
+    split with ``x[order]`` took 17 ms (advanced indexing, and a fresh 42 MB copy every epoch).
     """
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed)).to(x.device)
-    for start in range(0, len(x), batch_size):
-        yield x.index_select(0, order[start:start + batch_size])  # (B, ...), in x's dtype
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
 
 
 @torch.no_grad()
@@ -191,8 +204,9 @@ class Objective(torch.nn.Module):
         super().__init__()
         self.model, self.cfg = model, cfg
 
-    def forward(self, noisy: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor):
-        return self.model.objective(noisy, clean, self.cfg.train, weight)
+    def forward(self, noisy: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor,
+                labels: torch.Tensor | None = None):
+        return self.model.objective(noisy, clean, self.cfg.train, weight, labels)
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -246,7 +260,10 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
         # compiling. dynamic=False: the short last batch gets its own static graph, every other step stays static.
         objective = torch.compile(objective, dynamic=False)
     x_train, x_val = as_tensor(splits.train, device), as_tensor(splits.val, device)
-    steps_per_epoch = math.ceil(len(x_train) / cfg.train.batch_size)
+    x_fit, y_fit = x_train, None  # what an epoch passes over
+    if model.uses_labels:
+        x_fit, y_fit = oversample_labelled(x_train, torch.as_tensor(splits.train.y, device=device))
+    steps_per_epoch = math.ceil(len(x_fit) / cfg.train.batch_size)
     # A run folder's warning (the CLI and the run-folder API); fitting in memory reports n_iter_ and history_.
     if steps_per_epoch * cfg.train.epochs < FEW_STEPS and run_dir is not None and distributed.is_main():
         need = math.ceil(cfg.train.min_steps / steps_per_epoch)
@@ -274,7 +291,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 break
             started = time.perf_counter()
             try:
-                train_terms = train_epoch(objective, optimizer, x_train, cfg, epoch, bar)
+                train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit)
             except TrainingDiverged as e:
                 kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
@@ -402,9 +419,24 @@ def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool
     return model, optimizer, start_epoch, best
 
 
+def oversample_labelled(x: torch.Tensor, y: torch.Tensor, share: float = 0.25
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, ...) and y (N,) with the labelled items (y >= 0) repeated so they make about ``share`` of the rows:
+    with 100 labels among 50,000 items, a batch of 100 would hold one labelled item every five batches, and the
+    classifier would hardly learn (Kingma et al. 2014 draw labelled and unlabelled batches apart)."""
+    known = torch.nonzero(y >= 0).squeeze(1)
+    n_free = len(y) - len(known)
+    repeats = max(1, round(share * n_free / ((1 - share) * len(known)))) if len(known) else 1
+    if repeats == 1:
+        return x, y
+    index = torch.cat([torch.nonzero(y < 0).squeeze(1), known.repeat(repeats)])
+    return x.index_select(0, index), y.index_select(0, index)
+
+
 def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: RunConfig,
-                epoch: int, bar: tqdm) -> dict[str, float]:
-    """One pass over ``x``; returns the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf.
+                epoch: int, bar: tqdm, y: torch.Tensor | None = None) -> dict[str, float]:
+    """One pass over ``x`` (and its labels ``y``, -1 = unlabelled, for a model that learns from them); returns
+    the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf.
 
     Every rank draws the same global batches and trains on its own slice of each.
     """
@@ -415,8 +447,11 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     dtype = autocast_dtype(cfg, x.device)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     steps = math.ceil(len(x) / cfg.train.batch_size)
-    for step, batch in enumerate(shuffled_batches(x, cfg.train.batch_size, cfg.train.seed * 100_003 + epoch), 1):
-        batch = batch.tensor_split(size)[rank]  # (B / world, ...)
+    for step, index in enumerate(shuffled_batches(len(x), cfg.train.batch_size, cfg.train.seed * 100_003 + epoch,
+                                                  x.device), 1):
+        index = index.tensor_split(size)[rank]  # (B / world,)
+        batch = x.index_select(0, index)  # (B / world, ...), in x's dtype
+        labels = None if y is None else y.index_select(0, index)
         clean = model_input(batch, cfg.data.binarize)
         noisy = corrupt(clean, cfg.data.noise) if cfg.data.noise else clean  # denoising: clean target
         progress = epoch - 1 + (step - 1) / steps  # epochs done, fractional
@@ -424,7 +459,8 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
             group["lr"] = cfg.train.lr * lr_factor(cfg.train, progress)
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             # the weight goes in as a tensor: a changing Python float would recompile a compiled step
-            loss, terms = objective(noisy, clean, torch.tensor(kl_weight(cfg.train, progress), device=x.device))
+            loss, terms = objective(noisy, clean, torch.tensor(kl_weight(cfg.train, progress), device=x.device),
+                                    labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip:

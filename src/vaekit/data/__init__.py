@@ -138,9 +138,33 @@ def load_splits(cfg: DataConfig) -> Splits:
     of the data is held out. CSV features are standardised by the training split's mean and std.
     """
     splits = _load_splits(cfg)
-    if cfg.normal_class is None:
-        return splits
-    return keep_class(splits, cfg.normal_class)
+    if cfg.normal_class is not None:
+        splits = keep_class(splits, cfg.normal_class)
+    if cfg.labels is not None:
+        splits = replace(splits, train=keep_labels(splits.train, cfg.labels, cfg.labels_seed))
+    return splits
+
+
+def keep_labels(train: ArrayData, n: int, seed: int = 0) -> ArrayData:
+    """``train`` with ``n`` labels left, spread evenly over its classes (the first ``n % K`` classes get one
+    more), drawn with ``seed``; the other items' labels become -1 (unlabelled)."""
+    if train.y is None:
+        raise DataError(f"{train.name}: has no labels, so --labels cannot keep any")
+    classes = np.unique(train.y[train.y >= 0])
+    if not len(classes) <= n <= int((train.y >= 0).sum()):
+        raise DataError(f"{train.name}: --labels {n} must be between the number of classes ({len(classes)}) and "
+                        f"the labelled training items ({int((train.y >= 0).sum())})")
+    rng = np.random.default_rng(seed)
+    y = np.full_like(train.y, -1)
+    for i, c in enumerate(classes):
+        members = np.flatnonzero(train.y == c)
+        take = n // len(classes) + (i < n % len(classes))
+        if take > len(members):
+            raise DataError(f"{train.name}: class {c} has {len(members)} items, fewer than the {take} labels "
+                            f"--labels {n} keeps of each class")
+        chosen = rng.choice(members, take, replace=False)
+        y[chosen] = c
+    return replace(train, y=y)
 
 
 def keep_class(splits: Splits, k: int) -> Splits:

@@ -7,9 +7,10 @@ from ..config import ModelConfig
 from ..errors import VaekitError
 from .likelihoods import LIKELIHOODS
 from .ae import AE
+from .m2 import M2
 from .vae import VAE
 
-MODELS: dict[str, type[nn.Module]] = {"vae": VAE, "ae": AE}
+MODELS: dict[str, type[nn.Module]] = {"vae": VAE, "ae": AE, "m2": M2}
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
@@ -25,4 +26,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return MODELS[cfg.model](cfg)
 
 
-__all__ = ["MODELS", "build_model", "VAE", "AE"]
+__all__ = ["MODELS", "build_model", "VAE", "AE", "M2"]

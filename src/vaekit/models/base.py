@@ -20,6 +20,10 @@ class LatentModel(nn.Module):
     variational: ClassVar[bool] = False
     # The anomaly scores ``anomaly_score`` gives for this kind of model (``vaekit anomalies --score``).
     scores: ClassVar[tuple[str, ...]] = ("mse", "recon")
+    # log p(x) by importance sampling with the Gaussian q(z|x) (objectives.importance_sampled_nll: `--nll`).
+    importance_sampled: ClassVar[bool] = False
+    # Trained on labels too (-1 = unlabelled): the training loop hands ``objective`` each batch's labels.
+    uses_labels: ClassVar[bool] = False
     # Buffers a model file may lack (written before they existed); loading keeps their initial values.
     optional_state: ClassVar[tuple[str, ...]] = ()
 
@@ -53,8 +57,8 @@ class LatentModel(nn.Module):
         {"code": (B, L)}; a VAE gives its posterior's mean and log-variance instead."""
         return {"code": self.embed(x)}
 
-    def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor,
+                  labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(scalar to minimise, per-item terms to log) for a batch x (B, ...) and its target (the clean items
         of a denoiser). Here the reconstruction NLL; ``weight`` (the KL weight) does not apply."""
         terms = self.loss(x, target=target)

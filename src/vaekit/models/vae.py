@@ -32,6 +32,7 @@ class VAE(LatentModel):
     """Encoder -> (mu, logvar); z = mu + sigma * eps; decoder -> likelihood parameters."""
 
     variational = True
+    importance_sampled = True
     scores = ("mse", "recon", "elbo")
 
     def __init__(self, cfg: ModelConfig):
@@ -70,8 +71,8 @@ class VAE(LatentModel):
         kl = kl_dims.sum(-1)
         return {"loss": recon + kl, "recon": recon, "kl": kl, "kl_per_dim": kl_dims}
 
-    def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor
-                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor,
+                  labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(scalar to minimise, per-item terms to log). The logged ``loss`` is the honest one-sample negative
         ELBO, as in validation, whatever beta (``weight``), warm-up, free bits or the IWAE bound do to the
         objective."""

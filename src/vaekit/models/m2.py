@@ -1,0 +1,155 @@
+"""The semi-supervised VAE "M2" of Kingma, Rezende, Mohamed & Welling (2014, "Semi-supervised learning with deep
+generative models", sec. 2.2): the class y is a latent variable that is observed for the labelled items.
+
+Generative model: p(y) = Cat(1/K), p(z) = N(0, I), p(x | y, z) the decoder on [z, onehot(y)].
+Inference: q(y | x) a classifier (the encoder's architecture to K logits) and q(z | x, y) = N(mu, sigma^2) from
+the encoder's features of x and onehot(y).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig, TrainConfig
+from ..errors import VaekitError
+from .base import LatentModel
+from .networks import build_networks
+from .vae import gaussian_kl
+
+
+class M2(LatentModel):
+    """Bounds (Kingma et al. 2014, eqs. 6-7), per item:
+      labelled:   L(x, y) = -E_q(z|x,y)[log p(x|y,z)] + KL(q(z|x,y) || p(z)) - log p(y)
+      unlabelled: U(x) = sum_y q(y|x) L(x, y) - H(q(y|x))  (every class decoded: K decoder passes per item)
+    Training minimises mean_l L + mean_u U + alpha * mean_l [-log q(y|x)] over a batch's labelled (l) and
+    unlabelled (u) items (eq. 9, with the batch means of Wohlert's reference code).
+
+    The generic interface works in z: ``embed`` gives the mean of q(z | x, q(y|x)) (the class probabilities
+    fed in as a soft one-hot), ``reconstruct`` decodes it with them, and ``decode(z)`` without a class decodes
+    with the uniform class mixture; ``decode_class`` decodes a chosen class.
+    """
+
+    variational = True
+    uses_labels = True
+    scores = ("mse", "recon", "elbo")
+
+    def __init__(self, cfg: ModelConfig):
+        if cfg.n_classes < 2:
+            raise VaekitError(f"the semi-supervised model needs labels of at least 2 classes, got {cfg.n_classes}")
+        width = cfg.hidden[-1]
+        super().__init__(cfg, code_dim=width)  # self.encoder: x -> features (B, H)
+        k, latent = cfg.n_classes, cfg.latent_dim
+        self.classifier = build_networks(cfg, k)[0]  # x -> class logits (B, K)
+        conditional = ModelConfig(**{**cfg.__dict__, "latent_dim": latent + k})
+        self.decoder = build_networks(conditional, 1)[1]  # [z, onehot(y)] (B, L + K) -> likelihood parameters
+        self.z_head = nn.Linear(width + k, 2 * latent)  # [relu(features), onehot(y)] -> (mu, logvar)
+
+    # --- the parts --------------------------------------------------------------------------------------
+    def class_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """q(y | x) as logits: (B, ...) -> (B, K)."""
+        return self.classifier(x)
+
+    def _z_params(self, features: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x, y): features (B, H) and y (B, K) one-hot or probabilities -> mu, logvar (B, L) each."""
+        return self.z_head(torch.cat([F.relu(features), y.to(features.dtype)], -1)).chunk(2, dim=-1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x, y) with y = q(y | x)'s probabilities: mu, logvar (B, L)."""
+        return self._z_params(self.encoder(x), self.class_logits(x).softmax(-1))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encode(x)[0]
+
+    def encoder_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        return {"mean": mu, "logvar": logvar, "class_logits": self.class_logits(x)}
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """[z, y] -> likelihood parameters (B, D); y (B, K) one-hot or probabilities, uniform when None."""
+        if y is None:
+            y = z.new_full((len(z), self.cfg.n_classes), 1.0 / self.cfg.n_classes)
+        return self.decoder(torch.cat([z, y.to(z.dtype)], -1))
+
+    def decode_class(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """Expected x for codes z (B, L) of classes ``label`` (B,) ints: (B, *input_shape)."""
+        y = F.one_hot(label, self.cfg.n_classes).to(z.dtype)
+        return self.likelihood.mean(self.decode(z, y).float()).view(-1, *self.input_shape)
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        probs = self.class_logits(x).softmax(-1)
+        mu, _ = self._z_params(self.encoder(x), probs)
+        return self.likelihood.mean(self.decode(mu, probs).float()).view(-1, *self.input_shape)
+
+    @staticmethod
+    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    # --- the bounds -------------------------------------------------------------------------------------
+    def _given_class(self, features: torch.Tensor, y: torch.Tensor, target: torch.Tensor,
+                     generator: torch.Generator | None, at_mean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """-log p(x | y, z) at one z ~ q(z | x, y) (its mean with ``at_mean``), and KL(q(z | x, y) || p(z)): (B,)
+        each; y (B, K) one-hot."""
+        mu, logvar = self._z_params(features, y)
+        z = mu if at_mean else self.reparameterize(mu, logvar, generator)
+        params = self.decode(z, y).float()
+        return -self.likelihood.log_prob(params, target.flatten(1).float()), gaussian_kl(mu.float(), logvar.float())
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None, target: torch.Tensor | None = None,
+             labels: torch.Tensor | None = None, at_mean: bool = False) -> dict[str, torch.Tensor]:
+        """Per-item terms (B,): ``recon`` = E_q(y|x)[-log p(x|y,z)], ``kl`` = E_q(y|x)[KL(q(z|x,y) || p(z))] +
+        KL(q(y|x) || p(y)), ``loss`` = their sum, the bound L (labelled) or U (unlabelled), and ``ce`` =
+        -log q(y|x) of the labelled items (0 for the others). ``labels`` (B,) ints, -1 = unlabelled; None: all
+        unlabelled."""
+        target = x if target is None else target
+        k = self.cfg.n_classes
+        features, log_q = self.encoder(x), self.class_logits(x).float().log_softmax(-1)  # (B, H), (B, K)
+        known = labels >= 0 if labels is not None else torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        recon = x.new_zeros(len(x), dtype=torch.float32)
+        kl = torch.zeros_like(recon)
+        ce = torch.zeros_like(recon)
+        if known.any():
+            y = labels[known]
+            r, kz = self._given_class(features[known], F.one_hot(y, k), target[known], generator, at_mean)
+            recon[known] = r
+            kl[known] = kz + math.log(k)  # KL(point mass on y || uniform) = log K
+            ce[known] = -log_q[known].gather(1, y[:, None])[:, 0]
+        if not known.all():
+            free = ~known
+            n = int(free.sum())
+            y_all = torch.eye(k, device=x.device).repeat_interleave(n, 0)  # (K * n, K), class-major
+            tiled = (1, ) * (target.dim() - 1)
+            r, kz = self._given_class(features[free].repeat(k, 1), y_all, target[free].repeat(k, *tiled), generator,
+                                      at_mean)
+            q = log_q[free].exp().T  # (K, n)
+            recon[free] = (q * r.view(k, n)).sum(0)
+            kl[free] = (q * kz.view(k, n)).sum(0) + (q * (log_q[free].T + math.log(k))).sum(0)
+        return {"loss": recon + kl, "recon": recon, "kl": kl, "ce": ce}
+
+    def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor,
+                  labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        terms = self.loss(x, target=target, labels=labels)
+        bound = terms["recon"] + weight * terms["kl"]  # the KL weight (warm-up, beta) as for the VAE
+        known = labels >= 0 if labels is not None else torch.zeros_like(bound, dtype=torch.bool)
+        loss = bound.new_zeros(())
+        for part in (known, ~known):
+            if part.any():
+                loss = loss + bound[part].mean()
+        if known.any():
+            loss = loss + cfg.alpha * terms["ce"][known].mean()
+        return loss, terms
+
+    def anomaly_score(self, x: torch.Tensor, score: str, samples: int = 0,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+        if score == "elbo":  # U(x) at z's posterior means (samples = 0), else averaged over that many draws
+            if not samples:
+                return self.loss(x, at_mean=True)["loss"]
+            return torch.stack([self.loss(x, generator)["loss"] for _ in range(samples)]).mean(0)
+        return super().anomaly_score(x, score, samples, generator)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.loss(x)
