@@ -217,3 +217,15 @@ def test_every_docstring_example_runs():
     import vaekit.estimators
 
     assert doctest.testmod(vaekit.estimators).failed == 0
+
+
+def test_an_npy_table_is_standardised_by_the_cli_as_by_the_estimators(tmp_path):
+    X = load_wine().data.astype(np.float32)  # values up to 1,680: far outside [0, 1]
+    np.save(tmp_path / "wine.npy", X)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"npy:{tmp_path / 'wine.npy'}", "--epochs", "5", "--run-dir", str(run),
+                 "--no-plots", "--quiet", "--device", "cpu"]) == 0
+    est = vaekit.load(run)
+    assert est.standardizer_ is not None and est.config_.model.likelihood == "gaussian"
+    assert np.allclose(est.standardizer_.mean, X.mean(0), rtol=0.2)  # the training split's, near the table's
+    assert np.allclose(vaekit.encode(run, f"npy:{tmp_path / 'wine.npy'}"), est.transform(X), atol=1e-5)

@@ -95,8 +95,9 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     lr_schedule = recipe["lr_schedule"] if t.lr_schedule is None else t.lr_schedule
     if lr <= 0 or t.warmup_epochs < 0:  # lr_schedule's values are checked where it is declared (config.py)
         raise VaekitError(f"lr must be > 0 and warmup_epochs >= 0; got {lr}, {t.warmup_epochs}")
-    if cfg.model.model == "ae" and (t.iw_samples > 1 or t.beta != 1 or t.free_bits or t.kl_warmup):
-        raise VaekitError("beta, --kl-warmup, --free-bits and --iw-samples apply to the VAE, not --model ae")
+    if not MODELS[cfg.model.model].variational and (t.iw_samples > 1 or t.beta != 1 or t.free_bits or t.kl_warmup):
+        raise VaekitError(f"beta, --kl-warmup, --free-bits and --iw-samples apply to a VAE, not --model "
+                          f"{cfg.model.model}")
     if cfg.data.noise:
         parse_noise(cfg.data.noise)
         if likelihood != "bernoulli":
@@ -124,6 +125,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
             raise DataError(f"{train.name}: --model {cfg.model.model} learns a classifier from labels of at least 2 "
                             "classes, and these training items have fewer (use a labelled dataset, with --labels N "
                             "to keep N of them, and no --normal-class)")
+        if t.iw_samples > 1 or t.free_bits:
+            raise VaekitError(f"--iw-samples and --free-bits are not implemented for --model {cfg.model.model}")
         n_classes = int(train.y[known].max()) + 1
         if alpha is None:  # Kingma et al. 2014, sec. 4.2: alpha = 0.1 N, in batch means per unlabelled/labelled
             alpha = 0.1 * max(1, int((~known).sum())) / int(known.sum())

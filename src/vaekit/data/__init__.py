@@ -135,7 +135,8 @@ def load_splits(cfg: DataConfig) -> Splits:
     """Train / validation / test splits for the dataset a config names.
 
     Named datasets use their official test (and validation) split; otherwise a fixed, seeded share
-    of the data is held out. CSV features are standardised by the training split's mean and std.
+    of the data is held out. CSV features, and npy/npz tables with values outside [0, 1], are standardised by
+    the training split's mean and std.
     """
     splits = _load_splits(cfg)
     if cfg.normal_class is not None:
@@ -194,10 +195,16 @@ def _load_splits(cfg: DataConfig) -> Splits:
     train, val = _holdout(rest, cfg.val_fraction)
     if len(train) == 0:
         raise DataError(f"{cfg.dataset}: too few items ({len(data)}) to train on")
-    if kind == "csv":
+    if kind == "csv" or _real_valued_table(train):  # the estimators' rule: tables outside [0, 1]
         std = Standardizer.fit(train.x)
         return Splits(std.apply(train), std.apply(val), std.apply(test), std)
     return Splits(train, val, test)
+
+
+def _real_valued_table(data: ArrayData) -> bool:
+    """Vectors (N, D) with values outside [0, 1]: standardised per feature (the mean and std saved with the
+    model), as ``csv:`` tables and the estimators' tables are."""
+    return len(data.item_shape) == 1 and data.x.dtype != np.uint8 and bool(data.x.min() < 0 or data.x.max() > 1)
 
 
 def _holdout(data: ArrayData, fraction: float) -> tuple[ArrayData, ArrayData]:
