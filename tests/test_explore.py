@@ -212,3 +212,23 @@ def test_cli_explore_of_a_missing_run_is_one_line(capsys):
 
     assert main(["explore", "/nonexistent/run", "--port", "0"]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+def test_a_model_of_labels_decodes_a_chosen_class(tmp_path, client):
+    """An M2 run: /api/decode takes a class; other models answer 400 to one, and a bad class gets 422."""
+    import vaekit
+
+    run = tmp_path / "m2"
+    vaekit.train(dataset="digits", model="m2", labels=50, epochs=5, run_dir=run, progress=False, pictures=False)
+    m2 = TestClient(build_app(RunState(run)))
+    assert m2.get("/api/info").json()["conditional_classes"] == 10
+    z = [[0.0] * 20]
+    threes = _pixels(m2.post("/api/decode", json={"z": z, "class": 3}).json()["items"][0], (1, 8, 8))
+    sevens = _pixels(m2.post("/api/decode", json={"z": z, "class": 7}).json()["items"][0], (1, 8, 8))
+    mixture = _pixels(m2.post("/api/decode", json={"z": z}).json()["items"][0], (1, 8, 8))
+    assert np.abs(threes.astype(int) - sevens).mean() > 10 and (mixture != threes).any()
+    for bad in (10, -1, "3", True, 2.5):
+        answer = m2.post("/api/decode", json={"z": z, "class": bad})
+        assert answer.status_code == 422 and "class must be an integer in 0..9" in answer.json()["error"]
+    answer = client.post("/api/decode", json={"z": z, "class": 3})  # the digits VAE: no classes to decode
+    assert answer.status_code == 400 and "does not decode by class" in answer.json()["error"]

@@ -206,3 +206,27 @@ def test_a_table_run_shows_feature_rows(browser, tmp_path):
         assert tab.page.locator("#interp tr").count() == 1 + 10 + 2  # header, frames, the two ends
         assert tab.errors == []
         tab.page.close()
+
+
+def test_a_model_of_labels_decodes_the_class_picked_in_the_page(browser, tmp_path):
+    import vaekit
+    from vaekit.explore import running
+    from vaekit.explore.state import RunState
+
+    run = tmp_path / "m2"
+    vaekit.train(dataset="digits", model="m2", labels=50, epochs=5, run_dir=run, progress=False, pictures=False)
+    with running(run) as url:
+        tab = Page(browser, url)
+        tab.idle()
+        assert tab.page.locator("#class-row").is_visible()
+        assert tab.page.locator("#decode-class option").count() == 11  # the mixture and 10 digits
+        mixture = tab.decoded()
+        tab.page.select_option("#decode-class", "7")
+        tab.idle()
+        sevens = tab.decoded()
+        assert (sevens != mixture).any()
+        z = np.asarray(tab.page.evaluate("z"), np.float32)
+        expected = RunState(run).decode(z[None], 7)[0, 0]
+        np.testing.assert_array_equal(_cells(sevens), (np.clip(expected, 0, 1) * 255 + 0.5).astype(np.uint8))
+        assert tab.errors == []
+        tab.page.close()

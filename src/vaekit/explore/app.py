@@ -129,6 +129,7 @@ def _info(state: RunState) -> dict:
         "latent_dim": state.latent_dim, "z_bound": state.z_bound,
         "points": np.round(state.points.astype(np.float64), 4).tolist(), "labels": None if labels is None else labels.tolist(),
         "class_names": state.class_names(), "axis_names": state.axis_names,
+        "conditional_classes": state.conditional_classes,
         "center": state.center.tolist(), "axes": state.axes.tolist(),
         "dims": order, "dim_use": [round(float(state.dim_use[d]), 4) for d in order], "use_name": state.use_name,
         "dim_range": [[round(lo, 2), round(hi, 2)] for lo, hi in state.slider_ranges()],
@@ -151,8 +152,15 @@ def build_app(state: RunState) -> Starlette:
         return Response(info_body, media_type="application/json")
 
     async def decode(request: Request) -> JSONResponse:
-        z = _codes(state, (await _json_body(request)).get("z"))
-        return JSONResponse({"items": _encode(state, state.decode(z))})
+        body = await _json_body(request)
+        z = _codes(state, body.get("z"))
+        label = body.get("class")
+        if label is not None:
+            if not state.conditional_classes:
+                raise BadRequest(400, "class: this model does not decode by class (only one trained on labels does)")
+            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < state.conditional_classes:
+                raise BadRequest(422, f"class must be an integer in 0..{state.conditional_classes - 1}")
+        return JSONResponse({"items": _encode(state, state.decode(z, label))})
 
     async def interpolate(request: Request) -> JSONResponse:
         body = await _json_body(request)

@@ -83,14 +83,20 @@ class RunState:
         hi = np.maximum(self.means.max(0, initial=0.0), 3.0)
         return [(float(max(lo[d], -self.z_bound)), float(min(hi[d], self.z_bound))) for d in self.kl_order()]
 
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        """Codes (B, L) -> items (B, *item_shape) in the data's units (a table's features un-standardised).
+    @property
+    def conditional_classes(self) -> int:
+        """How many classes a conditional model (one trained on labels, e.g. M2) decodes with; 0 for others."""
+        return self.cfg.model.n_classes if self.model.uses_labels else 0
+
+    def decode(self, z: np.ndarray, label: int | None = None) -> np.ndarray:
+        """Codes (B, L) -> items (B, *item_shape) in the data's units (a table's features un-standardised);
+        a conditional model decodes them as class ``label`` (None: the uniform mixture of its classes).
 
         Each code is rounded to CACHE_DECIMALS and looked up in an LRU cache; the misses go through the
         decoder as one batch.
         """
         z = np.round(np.asarray(z, np.float32), CACHE_DECIMALS)
-        keys = [row.tobytes() for row in z]
+        keys = [row.tobytes() + (b"" if label is None else b"|%d" % label) for row in z]  # a class is part of it
         out: list[np.ndarray | None] = [None] * len(z)
         with self._lock:
             for k, key in enumerate(keys):
@@ -100,7 +106,12 @@ class RunState:
             missing = [k for k, item in enumerate(out) if item is None]
             if missing:
                 with torch.inference_mode():
-                    new = self.model.decode_mean(torch.from_numpy(z[missing]).to(self.device)).float().cpu().numpy()
+                    codes = torch.from_numpy(z[missing]).to(self.device)
+                    if label is None:
+                        new = self.model.decode_mean(codes)
+                    else:
+                        new = self.model.decode_class(codes, torch.full((len(codes),), label, device=self.device))
+                    new = new.float().cpu().numpy()
                 for k, item in zip(missing, self._to_data_units(new)):
                     out[k] = self._cache[keys[k]] = item
                 while len(self._cache) > CACHE_SIZE:

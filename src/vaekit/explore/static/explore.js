@@ -31,7 +31,9 @@ async function sendDecode() {
   waiting = null;
   inFlight = true;
   try {
-    const data = await post("/api/decode", {z: code});
+    const body = {z: code};
+    if (info.conditional_classes && $("decode-class").value !== "") body.class = Number($("decode-class").value);
+    const data = await post("/api/decode", body);
     showDecoded(data.items[0]);
     $("status").textContent = "";
   } catch (err) {
@@ -347,6 +349,19 @@ function showHeader() {
     : "The plane is the latent space itself: a point decodes from z = (its coordinates).";
   $("score-note").textContent = `Score: ${info.score_name}; higher is stranger. Click an item: interpolation A; shift-click: B.`;
   if (info.kind === "image") $("decoded-table").remove(); else $("decoded").remove();
+  if (info.conditional_classes) {  // a model of labels: decode a chosen class, or the mixture of all
+    const choices = [["", "all (mixture)"]];
+    for (let k = 0; k < info.conditional_classes; k++) {
+      choices.push([String(k), info.class_names && info.class_names[k] !== undefined ? info.class_names[k] : String(k)]);
+    }
+    $("decode-class").replaceChildren(...choices.map(([value, text]) => {
+      const option = document.createElement("option");
+      option.value = value; option.textContent = text;
+      return option;
+    }));
+    $("decode-class").addEventListener("change", () => requestDecode(z));
+    $("class-row").hidden = false;
+  }
   if (info.labels) {
     const names = info.class_names || [...new Set(info.labels)].sort((a, b) => a - b).map(String);
     $("legend").replaceChildren(...names.map((name, k) => {
