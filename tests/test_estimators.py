@@ -229,3 +229,20 @@ def test_an_npy_table_is_standardised_by_the_cli_as_by_the_estimators(tmp_path):
     assert est.standardizer_ is not None and est.config_.model.likelihood == "gaussian"
     assert np.allclose(est.standardizer_.mean, X.mean(0), rtol=0.2)  # the training split's, near the table's
     assert np.allclose(vaekit.encode(run, f"npy:{tmp_path / 'wine.npy'}"), est.transform(X), atol=1e-5)
+
+
+def test_a_raw_npy_run_from_before_standardisation_is_refused_its_standardised_split(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    np.save(tmp_path / "wine.npy", load_wine().data.astype(np.float32))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"npy:{tmp_path / 'wine.npy'}", "--epochs", "2", "--run-dir", str(run),
+                 "--no-plots", "--quiet"]) == 0
+    import safetensors
+
+    with safetensors.safe_open(run / "model.safetensors", "pt") as f:
+        metadata = f.metadata()
+    tensors = {k: v for k, v in load_file(run / "model.safetensors").items() if not k.startswith("data.")}
+    save_file(tensors, run / "model.safetensors", metadata=metadata)  # as an older vaekit wrote it: no standardiser
+    assert main(["evaluate", str(run)]) == 2
+    assert "trained on the raw features" in capsys.readouterr().err

@@ -113,3 +113,15 @@ def test_cli_trains_m2_from_n_labels_and_reports_accuracy_probes_and_samples_by_
     assert "importance-sampled" in capsys.readouterr().err
     assert main(["train", "--dataset", "digits", "--model", "m2", "--normal-class", "3", "--epochs", "1",
                  "--run-dir", str(tmp_path / "one"), "--quiet"]) == 2  # one class: no classifier to learn
+
+
+def test_early_stopping_validates_on_unlabelled_rows_and_keeps_every_class(few_labels, tmp_path):
+    X, y_few, X_test, *_ = few_labels
+    three = np.full(len(X), -1)
+    three[:3] = [0, 1, 2]  # one label per class: none may end in the validation split
+    for seed in (3, 8, 20):
+        clf = vaekit.SemiSupervisedVAE(latent_dim=2, epochs=1, early_stopping=True, random_state=seed).fit(X, three)
+        assert clf.predict_proba(X_test[:2]).shape == (2, 3)
+    stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=4, epochs=1, random_state=0).fit(X, y_few)
+    stacked.save(tmp_path / "s")
+    assert vaekit.load(stacked.save(tmp_path / "s", overwrite=True)).classes_.tolist() == list(range(10))

@@ -30,7 +30,8 @@ def score_items(model: torch.nn.Module, x: torch.Tensor, score: str = "recon", s
     if score not in SCORES:
         raise VaekitError(f"unknown score {score!r}; choose from {', '.join(SCORES)}")
     if score not in model.scores:  # before any work: the model's own method says it too
-        raise VaekitError(f"the {score} score needs a VAE; this model is a plain autoencoder (use --score recon)")
+        raise VaekitError(f"the {score} score is not defined for --model {model.cfg.model}: choose from "
+                          f"{', '.join(model.scores)}")
     model.eval()
     device = next(model.parameters()).device  # x may sit elsewhere (e.g. on the CPU): batches move one at a time
     gen = torch.Generator(device=device).manual_seed(seed)

@@ -24,7 +24,7 @@ import torch
 
 from . import distributed, runs
 from .config import RunConfig, build_config
-from .data import IN_MEMORY, ArrayData, absolute_paths, data_for_run, load_data, load_splits
+from .data import IN_MEMORY, ArrayData, Splits, absolute_paths, data_for_run, load_data, load_splits
 from .errors import RunError, VaekitError
 from .tensors import as_tensor, model_input
 from .training import TrainResult, evaluate_terms
@@ -56,8 +56,11 @@ def resume(run_dir: str | Path, *, epochs: int | None = None, progress: bool = T
     cfg = read_config(run_dir)
     if epochs is not None:
         cfg = RunConfig.from_dict({**cfg.to_dict(), "train": {**cfg.to_dict()["train"], "epochs": epochs}})
+    splits = load_splits(data_for_run(cfg.data, data_dir))
+    if (run_dir / runs.MODEL_FILE).is_file():
+        _check_standardisation(runs.load_model(run_dir / runs.MODEL_FILE)[2], splits, cfg.data.dataset)
     started = time.perf_counter()
-    result = _train(cfg, run_dir, resume=True, progress=progress, splits=load_splits(data_for_run(cfg.data, data_dir)))
+    result = _train(cfg, run_dir, resume=True, progress=progress, splits=splits)
     _finish(result, time.perf_counter() - started, pictures)
     return result
 
@@ -73,7 +76,7 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
                "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
                "processes": distributed.world()[1]}
-    if result.model.uses_labels and result.test:  # a classifier too: its test accuracy from q(y|x)
+    if result.model.uses_labels and result.test and load_splits(result.config.data).test.y is not None:  # a classifier too: its test accuracy from q(y|x)
         summary["test_accuracy"] = _accuracy(result.model, result.config)
     from .reporting import SETTINGS
     path = result.run_dir / runs.SUMMARY_FILE
@@ -147,12 +150,21 @@ def _for_command(cfg: RunConfig, data_dir: str | Path | None) -> RunConfig:
     return RunConfig(data_for_run(cfg.data, data_dir), cfg.model, cfg.train, cfg.preset)
 
 
+def _check_standardisation(standardizer, splits: Splits, name: str) -> None:
+    """A run trained on raw features must not be handed its split standardised (an npy/npz table from before
+    vaekit standardised those): the numbers would be silently wrong."""
+    if standardizer is None and splits.standardizer is not None:
+        raise VaekitError(f"{name}: this model was trained on the raw features (by an older vaekit, which did not "
+                          "standardise npy/npz tables); pass its data with --input, or train it again")
+
+
 def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") -> ArrayData:
     if data is None:
         if cfg.data.dataset == IN_MEMORY:
             raise VaekitError("this model was fitted in Python on an in-memory array, so it has no test split of "
                               "its own: pass the data to use with --input (or data=...)")
         splits = load_splits(cfg.data)
+        _check_standardisation(standardizer, splits, cfg.data.dataset)
         return {"train": splits.train, "val": splits.val, "test": splits.test}[split]
     items = load_data(data, cfg.data)
     if standardizer is not None:

@@ -212,10 +212,15 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
             data = self.standardizer_.apply(data)
         seed = _seed(self.random_state)
         train, val = data, data.subset(np.arange(0))
-        if self.early_stopping:
-            order = np.random.default_rng(seed).permutation(len(data))
-            n_val = max(1, int(round(self.validation_fraction * len(data))))
-            train, val = data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
+        if self.early_stopping:  # validation from the unlabelled rows: it ranks epochs by the bound, no labels
+            pool = np.arange(len(data)) if labels is None else np.flatnonzero(labels < 0)
+            order = np.random.default_rng(seed).permutation(pool)
+            n_val = max(1, int(round(self.validation_fraction * len(pool))))
+            if labels is not None and len(pool) <= n_val:
+                raise ValueError("early_stopping needs unlabelled rows to validate on; there are too few")
+            val_rows = np.sort(order[:n_val])
+            train = data.subset(np.setdiff1d(np.arange(len(data)), val_rows))
+            val = data.subset(val_rows)
         cfg = build_config(**self._config_overrides(len(train), int(np.prod(x.shape[1:])), seed))
         cfg = replace(cfg, data=replace(cfg.data, dataset=IN_MEMORY))
         splits = Splits(train, val, data.subset(np.arange(0)), self.standardizer_)
@@ -682,6 +687,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != _num_rows(X):
             raise ValueError(f"y must have one label per row of X ({_num_rows(X)}), got shape {y.shape}")
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)  # a refit (e.g. M2 after M1+M2) keeps nothing of the last fit
         labelled = y != -1
         self.classes_ = np.unique(y[labelled])
         if len(self.classes_) < 2:
@@ -757,8 +764,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         if getattr(self, "m1_", None) is None:
             return super().save(path, overwrite)
         path = runs.prepare_run_dir(path, overwrite)
-        self.m1_.save(path / "m1")
-        self.m2_.save(path / "m2")
+        self.m1_.save(path / "m1", overwrite)
+        self.m2_.save(path / "m2", overwrite)
         runs.write_json(path / ESTIMATOR_FILE, {"class": type(self).__name__, "params": _json_params(self),
                                                 "parts": ["m1", "m2"], "fitted": {"classes_": self.classes_.tolist()}})
         return path

@@ -145,6 +145,10 @@ class M2(LatentModel):
 
     def anomaly_score(self, x: torch.Tensor, score: str, samples: int = 0,
                       generator: torch.Generator | None = None) -> torch.Tensor:
+        if score == "recon":  # -log p(x | y, z) at q(y|x)'s probabilities and q(z|x, y)'s mean, as reconstruct
+            probs = self.class_logits(x).softmax(-1)
+            mu, _ = self._z_params(self.encoder(x), probs)
+            return -self.likelihood.log_prob(self.decode(mu, probs).float(), x.flatten(1).float())
         if score == "elbo":  # U(x) at z's posterior means (samples = 0), else averaged over that many draws
             if not samples:
                 return self.loss(x, at_mean=True)["loss"]
