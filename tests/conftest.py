@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,25 @@ import torch
 
 import vaekit
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _find_shared_data() -> Path:
+    """The shared datasets: $VAEKIT_SHARED_DATA, else ``<repo>/../shared/data``, else, for a clone of a local
+    repository (``git clone /work/main /tmp/x``), ``<origin>/../shared/data``. The first that exists."""
+    beside = REPO.parent / "shared" / "data"
+    candidates = [Path(p) for p in [os.environ.get("VAEKIT_SHARED_DATA")] if p] + [beside]
+    try:
+        origin = subprocess.run(["git", "-C", str(REPO), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    return next((c for c in candidates if c.is_dir()), beside)
+
+
+SHARED_DATA = _find_shared_data()
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +42,8 @@ def _isolated_env(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    assert SHARED_DATA.is_dir(), f"the shared datasets are missing: {SHARED_DATA}"
+    assert SHARED_DATA.is_dir(), (f"the shared datasets are missing: {SHARED_DATA} (set $VAEKIT_SHARED_DATA to "
+                                  "the folder holding mnist/, fashion-mnist/ and binarized-mnist/)")
     return SHARED_DATA
 
 
