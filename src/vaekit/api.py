@@ -76,22 +76,14 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
                "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
                "processes": distributed.world()[1]}
-    if result.model.uses_labels and result.test and load_splits(result.config.data).test.y is not None:  # a classifier too: its test accuracy from q(y|x)
-        summary["test_accuracy"] = _accuracy(result.model, result.config)
+    if result.test_accuracy is not None:  # a model of labels is a classifier too: q(y|x) on the test split
+        summary["test_accuracy"] = result.test_accuracy
     from .reporting import SETTINGS
     path = result.run_dir / runs.SUMMARY_FILE
     if path.exists() and SETTINGS in (old := json.loads(path.read_text())):  # a resumed run keeps the user's
         summary[SETTINGS] = old[SETTINGS]  # picture options
     runs.write_json(result.run_dir / runs.SUMMARY_FILE, summary)
     report(result.run_dir, pictures=pictures)
-
-
-@torch.no_grad()
-def _accuracy(model: torch.nn.Module, cfg: RunConfig) -> float:
-    test = load_splits(cfg.data).test
-    x = as_tensor(test, next(model.parameters()).device)
-    predicted = torch.cat([model.class_logits(model_input(x[i:i + 2000])).argmax(1) for i in range(0, len(x), 2000)])
-    return float((predicted.cpu().numpy() == test.y).mean())
 
 
 def read_config(run_dir: str | Path) -> RunConfig:

@@ -706,12 +706,16 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  n_threads=self.n_threads, device=self.device, precision=self.precision,
                  random_state=self.random_state, verbose=self.verbose).fit(X)
         params = {**self.get_params(), "m1_latent_dim": None, "arch": "mlp", "likelihood": "auto", "hidden": None}
-        self.m1_, self.m2_ = m1, SemiSupervisedVAE(**params).fit(m1.transform(X), y)
+        self._set_parts(m1, SemiSupervisedVAE(**params).fit(m1.transform(X), y))
+        return self
+
+    def _set_parts(self, m1: VAE, m2: "SemiSupervisedVAE") -> None:
+        """M1+M2's fitted state: the parts, X's description from M1, the codes' size and history from M2."""
+        self.m1_, self.m2_ = m1, m2
         for name in ("n_features_in_", "input_shape_", "input_layout_", "feature_names_in_"):
             if hasattr(m1, name):
                 setattr(self, name, getattr(m1, name))
-        self.latent_dim_, self.history_ = self.m2_.latent_dim_, self.m2_.history_
-        return self
+        self.latent_dim_, self.history_ = m2.latent_dim_, m2.history_
 
     def _set_fitted(self, model: torch.nn.Module, *args: Any) -> None:
         super()._set_fitted(model, *args)
@@ -787,12 +791,8 @@ def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDe
     info = json.loads(info_path.read_text()) if info_path.is_file() else None
     if info is not None and "parts" in info:  # M1+M2: two run folders
         estimator = ESTIMATORS[info["class"]](**_params_from_json(info["params"]))
-        estimator.m1_, estimator.m2_ = (load(folder / part, device) for part in info["parts"])
-        for name in ("n_features_in_", "input_shape_", "input_layout_", "feature_names_in_"):
-            if hasattr(estimator.m1_, name):
-                setattr(estimator, name, getattr(estimator.m1_, name))
+        estimator._set_parts(*(load(folder / part, device) for part in info["parts"]))
         estimator.classes_ = np.asarray(info["fitted"]["classes_"])
-        estimator.latent_dim_, estimator.history_ = estimator.m2_.latent_dim_, estimator.m2_.history_
         return estimator
     model, cfg, standardizer = runs.load_model(path, pick_device(device))
     if info is not None:

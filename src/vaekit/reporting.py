@@ -18,6 +18,7 @@ from . import latent, plots, runs
 from .config import RunConfig
 from .data import Splits, data_for_run, load_splits
 from .errors import VaekitError
+from .models import MODELS
 from .runs import REPORT_FILE, SUMMARY_FILE, atomic_write
 from .tensors import as_tensor, model_input
 
@@ -343,6 +344,10 @@ def write_report(run_dir: str | Path) -> Path:
             rows.append((label, f"{value:.3f}" if isinstance(value, float) else str(value)))
     table = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
     captions = dict(CAPTIONS)
+    if MODELS[cfg["model"]["model"]].uses_labels:  # a model of labels decodes z with a class; here none is given
+        for name in ("samples.png", "manifold.png", "interpolation.png"):
+            captions[name] += (" This model decodes z with a class: with none given, with the uniform mixture of "
+                               "all classes (samples_by_class.png shows each class).")
     if "interpolation" in pictures:
         i, j, steps = pictures["interpolation"]
         captions["interpolation.png"] += f" Test items {i} and {j}, {steps} steps."

@@ -63,6 +63,7 @@ class TrainResult:
     metrics: list[dict]
     test: dict[str, float]
     train_scores: dict[str, np.ndarray]  # anomaly score -> scores of (up to 10,000) training items
+    test_accuracy: float | None = None  # a model of labels: its classifier's accuracy on the test split
 
 
 def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
@@ -127,6 +128,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
                             "to keep N of them, and no --normal-class)")
         if t.iw_samples > 1 or t.free_bits:
             raise VaekitError(f"--iw-samples and --free-bits are not implemented for --model {cfg.model.model}")
+        if alpha is not None and not alpha > 0:  # 0 would leave the classifier untrained
+            raise VaekitError(f"--alpha must be > 0, got {alpha:g}")
         n_classes = int(train.y[known].max()) + 1
         if alpha is None:  # Kingma et al. 2014, sec. 4.2: alpha = 0.1 N, in batch means per unlabelled/labelled
             alpha = 0.1 * max(1, int((~known).sum())) / int(known.sum())
@@ -338,11 +341,24 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
         runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer,
                         extra_tensors=runs.score_tensors(train_scores))
     # a denoiser's test figures are, like its validation curve, for corrupted inputs and clean targets
-    test = evaluate_terms(model, as_tensor(splits.test, device), seed=cfg.train.seed, binarize=cfg.data.binarize,
+    x_test = as_tensor(splits.test, device)
+    test = evaluate_terms(model, x_test, seed=cfg.train.seed, binarize=cfg.data.binarize,
                           noise=cfg.data.noise) if len(splits.test) and distributed.is_main() else {}
+    accuracy = None
+    if model.uses_labels and test and splits.test.y is not None:  # a classifier too: q(y|x) on the test split
+        accuracy = classifier_accuracy(model, x_test, splits.test.y)
     logger.on_end(model, splits)  # picture grids and the latent projector of the best weights
     return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir) if memory is None else memory.metrics, test,
-                       train_scores)
+                       train_scores, accuracy)
+
+
+@torch.no_grad()
+def classifier_accuracy(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, batch_size: int = 2000) -> float:
+    """Share of stored items x (N, ...) whose most probable class under q(y|x) is their label y (N,)."""
+    model.eval()
+    predicted = torch.cat([model.class_logits(model_input(x[i:i + batch_size])).argmax(1)
+                           for i in range(0, len(x), batch_size)])
+    return float((predicted.cpu().numpy() == y).mean())
 
 
 def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
