@@ -197,6 +197,24 @@ def test_a_cli_model_stands_alone_once_its_training_file_is_gone(tmp_path, capsy
     assert found.threshold == pytest.approx(np.quantile(est.train_scores_["mse"], 0.95))
 
 
+def test_an_autoencoder_folder_from_before_the_model_held_its_prior_still_samples(tmp_path):
+    """Folders saved by vaekit.Autoencoder between f55bef6 and 1f5ad8f kept the code prior beside the weights
+    (estimator.code_mean, estimator.code_cov, float64); loading moves it into the model."""
+    from safetensors.torch import save_file
+
+    X = load_wine().data
+    ae = vaekit.Autoencoder(latent_dim=3, epochs=20, random_state=0).fit(X)
+    folder = ae.save(tmp_path / "ae")
+    tensors, metadata = vaekit.runs.read_safetensors(folder / "model.safetensors")
+    old = {k: v for k, v in tensors.items() if k not in ("model.code_mean", "model.code_scale_tril")}
+    old["estimator.code_mean"] = torch.from_numpy(ae.code_mean_)
+    old["estimator.code_cov"] = torch.from_numpy(ae.code_cov_)
+    save_file(old, str(folder / "model.safetensors"), metadata=metadata)
+    loaded = vaekit.load(folder)
+    assert np.allclose(loaded.code_cov_, ae.code_cov_, rtol=1e-5, atol=1e-7)
+    assert np.allclose(loaded.sample(5, random_state=0), ae.sample(5, random_state=0), atol=1e-4)
+
+
 def test_the_run_folder_api_takes_the_estimator_and_loads_a_folder_once(tmp_path, digits, monkeypatch):
     vae = vaekit.VAE(latent_dim=3, epochs=5, random_state=0).fit(digits)
     path = vae.save(tmp_path / "vae")

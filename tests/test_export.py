@@ -75,6 +75,37 @@ def test_onnx_graphs_match_torch_at_any_batch_size(trained, model_name, arch):
     assert info["decoder"]["outputs"] == {"x_mean": ["batch", 1, 8, 8]} and info["standardize"] is None
 
 
+def test_onnx_export_of_a_model_of_labels_takes_the_class(tmp_path):
+    """M2 (trained on 50 digits labels): the encoder also gives class_logits (batch, 10) and the decoder takes the
+    class y beside z, so a chosen class decodes as in torch."""
+    run_dir = tmp_path / "m2"
+    vaekit.train(dataset="digits", model="m2", labels=50, epochs=3, run_dir=run_dir, progress=False, pictures=False)
+    paths = vaekit.export(run_dir)
+    model, cfg, _ = runs.load_model(run_dir)
+    latent, k = cfg.model.latent_dim, cfg.model.n_classes
+    assert k == 10
+    info = json.loads(paths["info"].read_text())
+    assert info["encoder"]["outputs"] == {"mean": ["batch", latent], "logvar": ["batch", latent],
+                                          "class_logits": ["batch", k]}
+    assert info["decoder"]["inputs"] == {"z": ["batch", latent], "y": ["batch", k]}
+    x = model_input(as_tensor(vaekit.input_data(run_dir), torch.device("cpu")))[:23]  # (23, 1, 8, 8)
+    labels = torch.arange(23) % k
+    with torch.no_grad():
+        expected = [t.numpy() for t in model.encoder_outputs(x).values()]
+        decoded = model.decode_class(torch.from_numpy(expected[0]), labels).numpy()  # (23, 1, 8, 8)
+    got = _session(paths["encoder"]).run(None, {"x": x.numpy()})
+    decoder = _session(paths["decoder"])
+    assert [i.name for i in decoder.get_inputs()] == ["z", "y"]
+    onehot = np.eye(k, dtype=np.float32)[labels.numpy()]
+    got_decoded = decoder.run(None, {"z": expected[0], "y": onehot})[0]
+    for a, b in [*zip(got, expected), (got_decoded, decoded)]:
+        assert a.shape == b.shape and float(np.abs(a - b).max()) <= ATOL
+    assert got[2].shape == (23, k)
+    # the class steers the decoding: one z decoded as two classes differs
+    two = decoder.run(None, {"z": expected[0][:2].repeat(1, 0)[[0, 0]], "y": np.eye(k, dtype=np.float32)[[0, 1]]})[0]
+    assert np.abs(two[0] - two[1]).max() > 0.05
+
+
 def test_onnx_export_of_a_csv_run_records_its_standardisation(tmp_path):
     rng = np.random.default_rng(0)
     table = rng.normal([5.0, -3.0, 100.0], [1.0, 2.0, 10.0], size=(120, 3))

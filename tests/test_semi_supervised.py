@@ -125,3 +125,60 @@ def test_early_stopping_validates_on_unlabelled_rows_and_keeps_every_class(few_l
     stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=4, epochs=1, random_state=0).fit(X, y_few)
     stacked.save(tmp_path / "s")
     assert vaekit.load(stacked.save(tmp_path / "s", overwrite=True)).classes_.tolist() == list(range(10))
+
+
+def test_kl_warm_up_scales_the_code_kl_but_not_the_class_kl():
+    """Kingma et al.'s class term KL(q(y|x) || p(y)) (its entropy) stays whole while the KL weight ramps up."""
+    from vaekit.config import ModelConfig, TrainConfig
+    from vaekit.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(model="m2", input_shape=(12,), hidden=(16,), latent_dim=3, n_classes=4,
+                                    likelihood="bernoulli"))
+    x, labels = torch.rand(6, 12), torch.tensor([-1, -1, -1, 2, 0, -1])
+    cfg = TrainConfig(alpha=1.0)
+    torch.manual_seed(1)
+    terms = model.loss(x, labels=labels)
+    assert torch.allclose(terms["kl_y"][labels >= 0], torch.full((2,), np.log(4.0)))
+    assert (terms["kl_y"][labels < 0] >= 0).all() and (terms["kl"] >= terms["kl_y"]).all()
+    for weight in (0.0, 0.3, 1.0):
+        torch.manual_seed(1)  # the same z draws as ``terms``
+        loss, _ = model.objective(x, x, cfg, weight, labels)
+        bound = terms["recon"] + weight * (terms["kl"] - terms["kl_y"]) + terms["kl_y"]
+        expected = bound[labels >= 0].mean() + bound[labels < 0].mean() + terms["ce"][labels >= 0].mean()
+        assert torch.allclose(loss, expected, atol=1e-5), (weight, loss, expected)
+
+
+def test_default_epochs_count_the_repeated_labelled_rows():
+    """Unset --epochs means about min_steps optimiser steps, with the labelled items repeated in each epoch."""
+    from vaekit.config import build_config
+    from vaekit.data import load_splits
+    from vaekit.training import epoch_rows, resolve_config
+
+    cfg = build_config(dataset="digits", model="m2", labels=50)
+    splits = load_splits(cfg.data)  # with 50 labels kept
+    train = splits.train
+    rows = epoch_rows(len(train), train.y)
+    assert rows > 1.2 * len(train)  # 50 labels among ~1,300 rows are repeated to about a quarter of the epoch
+    resolved = resolve_config(cfg, splits)
+    steps = resolved.train.epochs * int(np.ceil(rows / resolved.train.batch_size))
+    assert cfg.train.min_steps <= steps < cfg.train.min_steps + int(np.ceil(rows / resolved.train.batch_size))
+
+
+def test_m2_refuses_compile_and_an_m1_plus_m2_folder_names_its_parts(tmp_path, few_labels, capsys):
+    from vaekit.cli import main
+
+    assert main(["train", "--dataset", "digits", "--model", "m2", "--labels", "50", "--compile", "--epochs", "1",
+                 "--run-dir", str(tmp_path / "c"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--compile does not apply to --model m2" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c").exists()
+    X, y_few, *_ = few_labels
+    stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=4, epochs=1, random_state=0).fit(X, y_few)
+    folder = stacked.save(tmp_path / "m1m2")
+    with pytest.raises(vaekit.VaekitError, match="m1/ or m2/"):
+        vaekit.sample(stacked, 4)
+    assert main(["sample", str(folder), "-n", "4", "--out", str(tmp_path / "t.png")]) == 2
+    err = capsys.readouterr().err
+    assert "M1+M2 model is two models" in err and len(err.strip().splitlines()) == 1
+    assert main(["sample", str(folder / "m1"), "-n", "4", "--out", str(tmp_path / "s.npz")]) == 0

@@ -110,6 +110,9 @@ def open_run(run: Run, device: str = "auto"):
         run = load(run, device)
     if isinstance(run, OutlierDetector):
         run = run.estimator_ if hasattr(run, "estimator_") else run
+    if getattr(run, "m1_", None) is not None:  # two models, each a run folder of its own
+        raise VaekitError("an M1+M2 model is two models: pass its part, est.m1_ (the VAE of the items) or est.m2_ "
+                          "(M2 on M1's codes), or its run folder's m1/ or m2/ sub-folder")
     if not isinstance(run, _LatentEstimator) or not hasattr(run, "model_"):
         raise VaekitError(f"expected a run folder or a fitted vaekit estimator, got {type(run).__name__}")
     return run

@@ -34,6 +34,7 @@ from .data import IN_MEMORY, ArrayData, Splits, Standardizer
 from .errors import VaekitError
 from .objectives import LOG_2PI
 from .tensors import model_input, pick_device
+from .training import epoch_rows
 from .training import train as train_model
 
 ESTIMATOR_FILE = "estimator.json"
@@ -171,7 +172,8 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
 
     # --- fitting ----------------------------------------------------------------------------------------
     def _config_overrides(self, n: int, n_features: int, seed: int) -> dict[str, Any]:
-        """Settings for a config from the constructor's parameters; None ones chosen from the data's size."""
+        """Settings for a config from the constructor's parameters; None ones chosen from the data's size (``n``: the
+        rows an epoch passes over, labelled ones repeated for a model of labels)."""
         small = n < SMALL_DATA
         batch = self.batch_size or (min(SMALL_DATA_BATCH, n) if small else None)
         epochs = self.epochs
@@ -221,7 +223,8 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
             val_rows = np.sort(order[:n_val])
             train = data.subset(np.setdiff1d(np.arange(len(data)), val_rows))
             val = data.subset(val_rows)
-        cfg = build_config(**self._config_overrides(len(train), int(np.prod(x.shape[1:])), seed))
+        rows = epoch_rows(len(train), train.y if labels is not None else None)  # labelled rows repeated in an epoch
+        cfg = build_config(**self._config_overrides(rows, int(np.prod(x.shape[1:])), seed))
         cfg = replace(cfg, data=replace(cfg.data, dataset=IN_MEMORY))
         splits = Splits(train, val, data.subset(np.arange(0)), self.standardizer_)
         threads = self.n_threads or (1 if x.size < ONE_THREAD_BELOW else None)

@@ -1,7 +1,8 @@
 """Export a trained model to other runtimes: the encoder and the decoder as ONNX graphs with a dynamic batch.
 
-``RUN/onnx/`` gets ``encoder.onnx`` (x -> mean, logvar; a plain autoencoder's x -> code), ``decoder.onnx``
-(z -> the likelihood's mean, shaped like the data) and ``model.json``, which names the inputs, outputs and
+``RUN/onnx/`` gets ``encoder.onnx`` (x -> mean, logvar; a plain autoencoder's x -> code; M2's also
+class_logits), ``decoder.onnx`` (z, and M2's class y, -> the likelihood's mean, shaped like the data) and
+``model.json``, which names the inputs, outputs and
 shapes and, for CSV runs, the standardisation the model expects its input in.
 
 (This module is ``exporting``, not ``export``: ``vaekit.export`` is the API function, and importing a submodule
@@ -36,14 +37,15 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """z (B, L) -> the likelihood's mean (B, *input_shape), e.g. the sigmoid of Bernoulli logits."""
+    """The model's decoder inputs (z (B, L); and y (B, K) for a model of labels) -> the likelihood's mean
+    (B, *input_shape), e.g. the sigmoid of Bernoulli logits."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.model.decode_mean(z)
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model.decode_mean(z) if y is None else self.model.decode_mean(z, y)
 
 
 def _require_onnx() -> None:
@@ -54,10 +56,11 @@ def _require_onnx() -> None:
         raise VaekitError(f"ONNX export needs the {e.name or 'onnx'} package: pip install 'vaekit[onnx]'") from None
 
 
-def _onnx_bytes(module: nn.Module, example: torch.Tensor, input_name: str, output_names: list[str]) -> bytes:
-    """Trace ``module`` with torch's exporter (torch.export based) and serialise it, the batch axis dynamic.
+def _onnx_bytes(module: nn.Module, examples: dict[str, torch.Tensor], output_names: list[str]) -> bytes:
+    """Trace ``module`` on its example inputs, named as its forward's arguments, with torch's exporter (torch.export based) and serialise it,
+    the batch axis (the first of every input) dynamic.
 
-    The example batch has 2 items: the tracer specialises a dimension of size 1, which would fix the batch.
+    The example batches have 2 items: the tracer specialises a dimension of size 1, which would fix the batch.
     """
     import onnx
 
@@ -68,8 +71,9 @@ def _onnx_bytes(module: nn.Module, example: torch.Tensor, input_name: str, outpu
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecation notes from torch.export's internals, not about this graph
-            program = torch.onnx.export(module, (example,), input_names=[input_name], output_names=output_names,
-                                        dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+            program = torch.onnx.export(module, tuple(examples.values()), input_names=list(examples),
+                                        output_names=output_names, dynamic_shapes={name: {0: batch} for name in examples},
+                                        dynamo=True, verbose=False)
     except Exception as e:  # a model the exporter cannot trace: one line, not torch.export's page of trace
         raise VaekitError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
     finally:
@@ -117,15 +121,18 @@ def export_onnx(run: str | os.PathLike, out_dir: str | os.PathLike | None = None
     shape, latent = tuple(cfg.model.input_shape), cfg.model.latent_dim
     x = torch.zeros(2, *shape)  # (2, *input_shape)
     with torch.no_grad():
-        outputs = list(model.encoder_outputs(x))  # e.g. ["mean", "logvar"]
-    encoder = _onnx_bytes(_Encoder(model), x, "x", outputs)
-    decoder = _onnx_bytes(_Decoder(model), torch.zeros(2, latent), "z", ["x_mean"])
+        outputs = model.encoder_outputs(x)  # e.g. {"mean": (2, L), "logvar": (2, L)}
+    decoder_inputs = model.decoder_inputs()  # e.g. {"z": L}; M2 also {"y": K}
+    encoder = _onnx_bytes(_Encoder(model), {"x": x}, list(outputs))
+    decoder = _onnx_bytes(_Decoder(model), {name: torch.zeros(2, size) for name, size in decoder_inputs.items()},
+                          ["x_mean"])
     info = {
         "format": INFO_FORMAT, "model": cfg.model.model, "arch": cfg.model.arch, "likelihood": cfg.model.likelihood,
         "latent_dim": latent, "input_shape": list(shape), "dtype": "float32",
         "encoder": {"file": ENCODER_FILE, "inputs": {"x": _batch(*shape)},
-                    "outputs": {name: _batch(latent) for name in outputs}},
-        "decoder": {"file": DECODER_FILE, "inputs": {"z": _batch(latent)}, "outputs": {"x_mean": _batch(*shape)}},
+                    "outputs": {name: _batch(*value.shape[1:]) for name, value in outputs.items()}},
+        "decoder": {"file": DECODER_FILE, "inputs": {name: _batch(size) for name, size in decoder_inputs.items()},
+                    "outputs": {"x_mean": _batch(*shape)}},
         "input": "the items as the model takes them: uint8 pixels / 255, other data as stored"
                  + ("; features standardised: (x - standardize.mean) / standardize.std" if standardizer else ""),
         "standardize": None if standardizer is None else {"mean": standardizer.mean.tolist(),

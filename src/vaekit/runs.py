@@ -242,7 +242,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     except (VaekitError, json.JSONDecodeError, TypeError) as e:
         raise RunError(f"{path}: its config cannot rebuild a model ({e})") from None
     try:
-        _load_state(model, _model_weights(tensors))
+        _load_state(model, {**model.legacy_state(tensors), **_model_weights(tensors)})
     except RuntimeError as e:
         first = str(e).replace("\n", " ").replace("\t", "")[:200]
         raise RunError(f"{path}: weights do not match its config ({first})") from None

@@ -128,6 +128,9 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
                             "to keep N of them, and no --normal-class)")
         if t.iw_samples > 1 or t.free_bits:
             raise VaekitError(f"--iw-samples and --free-bits are not implemented for --model {cfg.model.model}")
+        if t.compile:  # its batches split into labelled and unlabelled items of changing sizes: one graph per split
+            raise VaekitError(f"--compile does not apply to --model {cfg.model.model}: its labelled/unlabelled split "
+                              "changes shape every batch, so the step would recompile; train without --compile")
         if alpha is not None and not alpha > 0:  # 0 would leave the classifier untrained
             raise VaekitError(f"--alpha must be > 0, got {alpha:g}")
         n_classes = int(train.y[known].max()) + 1
@@ -135,7 +138,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
             alpha = 0.1 * max(1, int((~known).sum())) / int(known.sum())
     epochs = cfg.train.epochs
     if epochs is None:
-        steps_per_epoch = math.ceil(len(train) / batch_size)
+        rows = epoch_rows(len(train), train.y if MODELS[cfg.model.model].uses_labels else None)
+        steps_per_epoch = math.ceil(rows / batch_size)
         epochs = max(10, math.ceil(cfg.train.min_steps / steps_per_epoch))
     if epochs < 1:
         raise VaekitError(f"epochs must be at least 1, got {epochs}")
@@ -438,14 +442,28 @@ def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool
     return model, optimizer, start_epoch, best
 
 
+def label_repeats(n_known: int, n_free: int, share: float = 0.25) -> int:
+    """How often each of ``n_known`` labelled items is repeated so they make about ``share`` of an epoch's rows
+    beside ``n_free`` unlabelled ones (at least once)."""
+    return max(1, round(share * n_free / ((1 - share) * n_known))) if n_known else 1
+
+
+def epoch_rows(n: int, labels: np.ndarray | None = None) -> int:
+    """Rows an epoch passes over: the ``n`` training items, with a model that learns from ``labels`` (-1 = none)
+    its labelled items repeated as ``oversample_labelled`` does."""
+    if labels is None:
+        return n
+    known = int((labels >= 0).sum())
+    return n + (label_repeats(known, n - known) - 1) * known
+
+
 def oversample_labelled(x: torch.Tensor, y: torch.Tensor, share: float = 0.25
                         ) -> tuple[torch.Tensor, torch.Tensor]:
     """x (N, ...) and y (N,) with the labelled items (y >= 0) repeated so they make about ``share`` of the rows:
     with 100 labels among 50,000 items, a batch of 100 would hold one labelled item every five batches, and the
     classifier would hardly learn (Kingma et al. 2014 draw labelled and unlabelled batches apart)."""
     known = torch.nonzero(y >= 0).squeeze(1)
-    n_free = len(y) - len(known)
-    repeats = max(1, round(share * n_free / ((1 - share) * len(known)))) if len(known) else 1
+    repeats = label_repeats(len(known), len(y) - len(known), share)
     if repeats == 1:
         return x, y
     index = torch.cat([torch.nonzero(y < 0).squeeze(1), known.repeat(repeats)])

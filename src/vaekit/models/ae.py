@@ -25,6 +25,15 @@ class AE(LatentModel):
         self.register_buffer("code_mean", torch.zeros(cfg.latent_dim))
         self.register_buffer("code_scale_tril", torch.zeros(cfg.latent_dim, cfg.latent_dim))  # zero: not fitted
 
+    @classmethod
+    def legacy_state(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # A vaekit.Autoencoder saved before the prior became the model's (f55bef6 to 1f5ad8f) kept it beside the
+        # weights as estimator.code_mean (L,) and estimator.code_cov (L, L), 1e-6 already on the diagonal.
+        if "estimator.code_mean" not in tensors or "estimator.code_cov" not in tensors:
+            return {}
+        return {"code_mean": tensors["estimator.code_mean"].float(),
+                "code_scale_tril": torch.linalg.cholesky(tensors["estimator.code_cov"].double()).float()}
+
     @torch.no_grad()
     def fit_prior(self, batches: Iterable[torch.Tensor]) -> None:
         """The Gaussian N(mean, cov) of the training items' codes, with 1e-6 added to cov's diagonal."""

@@ -34,6 +34,16 @@ class LatentModel(nn.Module):
         self.encoder, self.decoder = build_networks(cfg, code_dim)
         self.likelihood = LIKELIHOODS[cfg.likelihood](cfg)
 
+    @classmethod
+    def legacy_state(cls, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """State that older model files of this kind kept under other names, renamed as the model's own state
+        dict names it (the current names win where a file has both). None here."""
+        return {}
+
+    def decoder_inputs(self) -> dict[str, int]:
+        """What ``decode_mean`` takes, by name and size per item (an exported decoder's inputs): z (B, L) here."""
+        return {"z": self.cfg.latent_dim}
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, L) -> likelihood parameters (B, D), e.g. Bernoulli logits."""
         return self.decoder(z)

@@ -25,7 +25,9 @@ class M2(LatentModel):
       labelled:   L(x, y) = -E_q(z|x,y)[log p(x|y,z)] + KL(q(z|x,y) || p(z)) - log p(y)
       unlabelled: U(x) = sum_y q(y|x) L(x, y) - H(q(y|x))  (every class decoded: K decoder passes per item)
     Training minimises mean_l L + mean_u U + alpha * mean_l [-log q(y|x)] over a batch's labelled (l) and
-    unlabelled (u) items (eq. 9, with the batch means of Wohlert's reference code).
+    unlabelled (u) items (eq. 9, with the batch means of Wohlert's reference code). Under torchrun each rank takes
+    these means over its own slice of the batch and DDP averages the gradients: the weighting of a batch split in
+    equal slices, near the global batch's (the labelled share of a slice varies about the epoch's quarter).
 
     The generic interface works in z: ``embed`` gives the mean of q(z | x, q(y|x)) (the class probabilities
     fed in as a soft one-hot), ``reconstruct`` decodes it with them, and ``decode(z)`` without a class decodes
@@ -73,15 +75,21 @@ class M2(LatentModel):
             y = z.new_full((len(z), self.cfg.n_classes), 1.0 / self.cfg.n_classes)
         return self.decoder(torch.cat([z, y.to(z.dtype)], -1))
 
+    def decoder_inputs(self) -> dict[str, int]:
+        """z (B, L) and y (B, K), a class one-hot or class probabilities."""
+        return {"z": self.cfg.latent_dim, "y": self.cfg.n_classes}
+
+    def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Expected x for codes z (B, L) and classes y (B, K) (the uniform mixture when None): (B, *input_shape)."""
+        return self.likelihood.mean(self.decode(z, y).float()).view(-1, *self.input_shape)
+
     def decode_class(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Expected x for codes z (B, L) of classes ``label`` (B,) ints: (B, *input_shape)."""
-        y = F.one_hot(label, self.cfg.n_classes).to(z.dtype)
-        return self.likelihood.mean(self.decode(z, y).float()).view(-1, *self.input_shape)
+        return self.decode_mean(z, F.one_hot(label, self.cfg.n_classes).to(z.dtype))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         probs = self.class_logits(x).softmax(-1)
-        mu, _ = self._z_params(self.encoder(x), probs)
-        return self.likelihood.mean(self.decode(mu, probs).float()).view(-1, *self.input_shape)
+        return self.decode_mean(self._z_params(self.encoder(x), probs)[0], probs)
 
     @staticmethod
     def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
@@ -102,8 +110,9 @@ class M2(LatentModel):
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None, target: torch.Tensor | None = None,
              labels: torch.Tensor | None = None, at_mean: bool = False) -> dict[str, torch.Tensor]:
         """Per-item terms (B,): ``recon`` = E_q(y|x)[-log p(x|y,z)], ``kl`` = E_q(y|x)[KL(q(z|x,y) || p(z))] +
-        KL(q(y|x) || p(y)), ``loss`` = their sum, the bound L (labelled) or U (unlabelled), and ``ce`` =
-        -log q(y|x) of the labelled items (0 for the others). ``labels`` (B,) ints, -1 = unlabelled; None: all
+        KL(q(y|x) || p(y)), ``loss`` = their sum, the bound L (labelled) or U (unlabelled), ``kl_y`` = the class
+        part KL(q(y|x) || p(y)) of ``kl`` (log K for a labelled item) and ``ce`` = -log q(y|x) of the labelled
+        items (0 for the others). ``labels`` (B,) ints, -1 = unlabelled; None: all
         unlabelled."""
         target = x if target is None else target
         k = self.cfg.n_classes
@@ -112,11 +121,13 @@ class M2(LatentModel):
         recon = x.new_zeros(len(x), dtype=torch.float32)
         kl = torch.zeros_like(recon)
         ce = torch.zeros_like(recon)
+        kl_y = torch.zeros_like(recon)
         if known.any():
             y = labels[known]
             r, kz = self._given_class(features[known], F.one_hot(y, k), target[known], generator, at_mean)
             recon[known] = r
-            kl[known] = kz + math.log(k)  # KL(point mass on y || uniform) = log K
+            kl_y[known] = math.log(k)  # KL(point mass on y || uniform) = log K
+            kl[known] = kz + math.log(k)
             ce[known] = -log_q[known].gather(1, y[:, None])[:, 0]
         if not known.all():
             free = ~known
@@ -127,13 +138,17 @@ class M2(LatentModel):
                                       at_mean)
             q = log_q[free].exp().T  # (K, n)
             recon[free] = (q * r.view(k, n)).sum(0)
-            kl[free] = (q * kz.view(k, n)).sum(0) + (q * (log_q[free].T + math.log(k))).sum(0)
-        return {"loss": recon + kl, "recon": recon, "kl": kl, "ce": ce}
+            kl_y[free] = (q * (log_q[free].T + math.log(k))).sum(0)
+            kl[free] = (q * kz.view(k, n)).sum(0) + kl_y[free]
+        return {"loss": recon + kl, "recon": recon, "kl": kl, "kl_y": kl_y, "ce": ce}
 
     def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor,
                   labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         terms = self.loss(x, target=target, labels=labels)
-        bound = terms["recon"] + weight * terms["kl"]  # the KL weight (warm-up, beta) as for the VAE
+        # the KL weight (warm-up, beta) scales KL(q(z|x,y) || p(z)) as for the VAE; the class term is left whole:
+        # scaled down early, it would weaken the entropy term -H(q(y|x)) and let the classifier commit on unlabelled
+        # items before the decoder can judge its choice
+        bound = terms["recon"] + weight * (terms["kl"] - terms["kl_y"]) + terms["kl_y"]
         known = labels >= 0 if labels is not None else torch.zeros_like(bound, dtype=torch.bool)
         loss = bound.new_zeros(())
         for part in (known, ~known):
