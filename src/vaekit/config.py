@@ -22,6 +22,7 @@ Optimizer = Literal["adam", "rmsprop"]
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
 LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
+Stream = Literal["auto", "on", "off"]  # --stream: map npy files instead of loading them
 
 
 def setting(default: Any, help: str, **cli: Any) -> Any:
@@ -73,6 +74,9 @@ class DataConfig:
                                        "rest are used unlabelled (--model m2 learns from them; every labelled run "
                                        "reports linear and 5-NN probes of its codes from them)")
     labels_seed: int = setting(0, "which items keep their labels under --labels (a seeded draw; default 0)")
+    stream: Stream = setting("auto", "npy:PATH data: on maps the file and reads a batch at a time (bounded memory), "
+                                     "off loads it; auto (default) maps files larger than a quarter of the "
+                                     "available memory")
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -7,6 +7,7 @@ import torch
 
 from .config import RunConfig
 from .data import ArrayData
+from .data.streaming import MappedArray, MappedTensor
 from .errors import VaekitError
 
 
@@ -45,7 +46,11 @@ def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor:
+def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor | MappedTensor:
+    """The items as a tensor on ``device``; a mapped file's as a ``MappedTensor``, which reads the rows asked of
+    it (slices, ``index_select``, ``split``) and holds nothing else in memory."""
+    if isinstance(data.x, MappedArray):
+        return MappedTensor(data.x, device)
     return torch.from_numpy(np.ascontiguousarray(data.x)).to(device)
 
 

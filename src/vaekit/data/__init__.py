@@ -19,6 +19,7 @@ from ..config import DataConfig
 from ..errors import DataError
 from .formats import read_array_file, read_csv, read_image_folder
 from .named import DIGIT_NAMES, NAMED, load_named_split
+from .streaming import MappedArray, open_npy, should_stream
 
 SPLIT_SEED = 0  # the train/val/test split of a source is fixed, whatever the training seed
 FILE_KINDS = ("folder", "npy", "npz", "csv")
@@ -27,9 +28,10 @@ IN_MEMORY = "array"  # the dataset of a model fitted in Python on an in-memory a
 
 @dataclass(frozen=True)
 class ArrayData:
-    """Items ``x`` (N, *item_shape): uint8 in [0, 255] or float32; labels ``y`` (N,) or None."""
+    """Items ``x`` (N, *item_shape): uint8 in [0, 255] or float32, in memory or mapped from an npy file
+    (``MappedArray``, read a batch at a time); labels ``y`` (N,) or None."""
 
-    x: np.ndarray
+    x: np.ndarray | MappedArray
     y: np.ndarray | None
     name: str
     class_names: tuple[str, ...] | None = None
@@ -62,14 +64,17 @@ class Standardizer:
     std: np.ndarray  # (D,)
 
     @classmethod
-    def fit(cls, x: np.ndarray) -> "Standardizer":
-        std = x.std(axis=0)
-        return cls(x.mean(axis=0).astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
+    def fit(cls, x: np.ndarray | MappedArray) -> "Standardizer":
+        # in float64 either way: float32 sums over many rows lose digits, and the two paths must agree
+        mean, std = x.moments() if isinstance(x, MappedArray) else (x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64))
+        return cls(mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
 
     def apply(self, data: ArrayData) -> ArrayData:
         if data.item_shape != self.mean.shape:
             raise DataError(f"{data.name}: has {data.item_shape[0] if data.item_shape else 0} features, "
                             f"the model was trained on {self.mean.shape[0]}")
+        if isinstance(data.x, MappedArray):  # standardised batch by batch as it is read
+            return replace(data, x=data.x.standardized(self.mean, self.std))
         return replace(data, x=((data.x - self.mean) / self.std).astype(np.float32))
 
 
@@ -183,6 +188,9 @@ def _load_splits(cfg: DataConfig) -> Splits:
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
     kind, arg = parse_spec(cfg.dataset)
+    if cfg.stream == "on" and kind != "npy":
+        raise DataError(f"{cfg.dataset}: --stream on maps npy:PATH files; this source is read into memory "
+                        "(streaming Parquet tables and image folders is not built yet)")
     if kind in NAMED:
         name = NAMED[kind]
         train, test = load_data(f"{kind}:train", cfg), load_data(f"{kind}:test", cfg)
@@ -237,6 +245,8 @@ def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
     if kind == "csv":
         x, y, _, class_names = read_csv(path)
         return ArrayData(x, y, f"csv:{path}", class_names)
+    if kind == "npy" and path.is_file() and should_stream(path, cfg.stream):
+        return ArrayData(open_npy(path), None, f"{kind}:{path}")
     x, y = read_array_file(path)
     return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")
 
