@@ -102,3 +102,22 @@ def test_compiled_training_runs_under_torchrun(tmp_path):
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["processes"] == 2
     val = [m["val_loss"] for m in runs.read_metrics(tmp_path / "r")]
     assert len(val) == 3 and val[-1] < val[0]
+
+
+def test_two_processes_each_read_their_share_of_a_mapped_file(tmp_path):
+    """--stream on under torchrun: each rank reads its slice of every global batch from the mapping; the run
+    matches one process with the file loaded into memory."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    path = tmp_path / "digits.npy"
+    np.save(path, (load_digits().images * 16).clip(0, 255).astype(np.uint8))
+    settings = ["--dataset", f"npy:{path}", "--epochs", "4", "--batch-size", "64"]
+    done = _torchrun(2, *settings, "--stream", "on", "--run-dir", str(tmp_path / "ddp"))
+    assert done.returncode == 0, done.stderr
+    single = vaekit.train(dataset=f"npy:{path}", stream="off", epochs=4, batch_size=64, precision="fp32",
+                          run_dir=tmp_path / "one", progress=False, pictures=False)
+    ddp = runs.read_metrics(tmp_path / "ddp")
+    for a, b in zip(ddp, single.metrics, strict=True):
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=0.03)
+    assert ddp[-1]["train_loss"] < 0.85 * ddp[0]["train_loss"]

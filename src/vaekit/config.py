@@ -58,7 +58,7 @@ class DataConfig:
     """Where the data comes from and how it is prepared."""
 
     dataset: str = setting("digits", "data spec: digits (default), mnist, fashion-mnist, binarized-mnist, "
-                                     "folder:PATH, npy:PATH, npz:PATH, csv:PATH")
+                                     "folder:PATH, npy:PATH, npz:PATH, csv:PATH, parquet:PATH")
     data_dir: str | None = setting(None, "folder with the dataset files (then $VAEKIT_DATA, then the cache)")
     binarize: Binarize = setting("none", "dynamic: a fresh Bernoulli draw of every pixel each batch (default none)")
     val_fraction: float = setting(0.1, "share of the training split held out for validation, for sources "
@@ -74,9 +74,9 @@ class DataConfig:
                                        "rest are used unlabelled (--model m2 learns from them; every labelled run "
                                        "reports linear and 5-NN probes of its codes from them)")
     labels_seed: int = setting(0, "which items keep their labels under --labels (a seeded draw; default 0)")
-    stream: Stream = setting("auto", "npy:PATH data: on maps the file and reads a batch at a time (bounded memory), "
-                                     "off loads it; auto (default) maps files larger than a quarter of the "
-                                     "available memory")
+    stream: Stream = setting("auto", "npy:PATH and parquet:PATH data: on reads the file a batch at a time "
+                                     "(bounded memory), off loads it; auto (default) streams files larger than a "
+                                     "quarter of the available memory")
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -7,7 +7,7 @@ import torch
 
 from .config import RunConfig
 from .data import ArrayData
-from .data.streaming import MappedArray, MappedTensor
+from .data.streaming import FileArray, FileTensor
 from .errors import VaekitError
 
 
@@ -46,11 +46,11 @@ def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16
 
 
-def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor | MappedTensor:
-    """The items as a tensor on ``device``; a mapped file's as a ``MappedTensor``, which reads the rows asked of
+def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor | FileTensor:
+    """The items as a tensor on ``device``; a streamed file's as a ``FileTensor``, which reads the rows asked of
     it (slices, ``index_select``, ``split``) and holds nothing else in memory."""
-    if isinstance(data.x, MappedArray):
-        return MappedTensor(data.x, device)
+    if isinstance(data.x, FileArray):
+        return FileTensor(data.x, device)
     return torch.from_numpy(np.ascontiguousarray(data.x)).to(device)
 
 

@@ -3,7 +3,8 @@
 A *data spec* names a source and, for the named datasets, optionally a split:
 
 ``digits`` (scikit-learn's bundled 8x8 digits, the offline default), ``mnist``, ``mnist:test``,
-``fashion-mnist``, ``binarized-mnist:valid``, ``folder:PATH``, ``npy:PATH``, ``npz:PATH``, ``csv:PATH``.
+``fashion-mnist``, ``binarized-mnist:valid``, ``folder:PATH``, ``npy:PATH``, ``npz:PATH``, ``csv:PATH``,
+``parquet:PATH``.
 A bare path is read by its suffix. Labels are kept when a source has them, for plots and evaluation
 only: training never sees them.
 """
@@ -17,21 +18,22 @@ import numpy as np
 
 from ..config import DataConfig
 from ..errors import DataError
+from .download import cache_dir
 from .formats import read_array_file, read_csv, read_image_folder
 from .named import DIGIT_NAMES, NAMED, load_named_split
-from .streaming import MappedArray, open_npy, should_stream
+from .streaming import FileArray, open_npy, parquet_to_npy, should_stream
 
 SPLIT_SEED = 0  # the train/val/test split of a source is fixed, whatever the training seed
-FILE_KINDS = ("folder", "npy", "npz", "csv")
+FILE_KINDS = ("folder", "npy", "npz", "csv", "parquet")
 IN_MEMORY = "array"  # the dataset of a model fitted in Python on an in-memory array (no spec to reload)
 
 
 @dataclass(frozen=True)
 class ArrayData:
-    """Items ``x`` (N, *item_shape): uint8 in [0, 255] or float32, in memory or mapped from an npy file
-    (``MappedArray``, read a batch at a time); labels ``y`` (N,) or None."""
+    """Items ``x`` (N, *item_shape): uint8 in [0, 255] or float32, in memory or read on demand from an npy file
+    (``FileArray``, read a batch at a time); labels ``y`` (N,) or None."""
 
-    x: np.ndarray | MappedArray
+    x: np.ndarray | FileArray
     y: np.ndarray | None
     name: str
     class_names: tuple[str, ...] | None = None
@@ -64,16 +66,16 @@ class Standardizer:
     std: np.ndarray  # (D,)
 
     @classmethod
-    def fit(cls, x: np.ndarray | MappedArray) -> "Standardizer":
+    def fit(cls, x: np.ndarray | FileArray) -> "Standardizer":
         # in float64 either way: float32 sums over many rows lose digits, and the two paths must agree
-        mean, std = x.moments() if isinstance(x, MappedArray) else (x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64))
+        mean, std = x.moments() if isinstance(x, FileArray) else (x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64))
         return cls(mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
 
     def apply(self, data: ArrayData) -> ArrayData:
         if data.item_shape != self.mean.shape:
             raise DataError(f"{data.name}: has {data.item_shape[0] if data.item_shape else 0} features, "
                             f"the model was trained on {self.mean.shape[0]}")
-        if isinstance(data.x, MappedArray):  # standardised batch by batch as it is read
+        if isinstance(data.x, FileArray):  # standardised batch by batch as it is read
             return replace(data, x=data.x.standardized(self.mean, self.std))
         return replace(data, x=((data.x - self.mean) / self.std).astype(np.float32))
 
@@ -99,7 +101,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     if path.is_dir():
         return "folder", spec
     suffix = path.suffix.lower()
-    if suffix in (".npy", ".npz", ".csv"):
+    if suffix in (".npy", ".npz", ".csv", ".parquet"):
         return suffix[1:], spec
     names = ", ".join(["digits", *NAMED, *(k + ":PATH" for k in FILE_KINDS)])
     raise DataError(f"unknown data spec {spec!r}; use one of {names}")
@@ -188,9 +190,9 @@ def _load_splits(cfg: DataConfig) -> Splits:
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
     kind, arg = parse_spec(cfg.dataset)
-    if cfg.stream == "on" and kind != "npy":
-        raise DataError(f"{cfg.dataset}: --stream on maps npy:PATH files; this source is read into memory "
-                        "(streaming Parquet tables and image folders is not built yet)")
+    if cfg.stream == "on" and kind not in ("npy", "parquet"):
+        raise DataError(f"{cfg.dataset}: --stream on maps npy:PATH and parquet:PATH files; this source is read into "
+                        "memory (streaming image folders is not built yet)")
     if kind in NAMED:
         name = NAMED[kind]
         train, test = load_data(f"{kind}:train", cfg), load_data(f"{kind}:test", cfg)
@@ -203,7 +205,7 @@ def _load_splits(cfg: DataConfig) -> Splits:
     train, val = _holdout(rest, cfg.val_fraction)
     if len(train) == 0:
         raise DataError(f"{cfg.dataset}: too few items ({len(data)}) to train on")
-    if kind == "csv" or _real_valued_table(train):  # the estimators' rule: tables outside [0, 1]
+    if kind in ("csv", "parquet") or _real_valued_table(train):  # the estimators' rule: tables outside [0, 1]
         std = Standardizer.fit(train.x)
         return Splits(std.apply(train), std.apply(val), std.apply(test), std)
     return Splits(train, val, test)
@@ -245,8 +247,16 @@ def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
     if kind == "csv":
         x, y, _, class_names = read_csv(path)
         return ArrayData(x, y, f"csv:{path}", class_names)
-    if kind == "npy" and path.is_file() and should_stream(path, cfg.stream):
+    if kind == "npy" and path.is_file() and should_stream(path.stat().st_size, cfg.stream):
         return ArrayData(open_npy(path), None, f"{kind}:{path}")
+    if kind == "parquet":  # decoded once into a float32 npy in the cache, then streamed or loaded like one
+        if not path.is_file():
+            raise DataError(f"{path}: no such Parquet file")
+        npy, y, _, class_names = parquet_to_npy(path, cache_dir() / "parquet")
+        x = open_npy(npy) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
+        if isinstance(x, FileArray):
+            x.name = f"parquet:{path}"
+        return ArrayData(x, y, f"parquet:{path}", class_names)
     x, y = read_array_file(path)
     return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")
 
