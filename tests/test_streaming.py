@@ -33,12 +33,13 @@ def test_streamed_and_in_memory_training_give_the_same_metrics(files, tmp_path, 
     summaries = {}
     for mode in ("on", "off"):
         result = vaekit.train(dataset=f"npy:{files / name}", stream=mode, epochs=4, seed=3,
-                              run_dir=tmp_path / mode, progress=False, pictures=False)
+                              run_dir=tmp_path / mode, progress=False, pictures=mode == "on")
         assert isinstance(load_splits(result.config.data).train.x, FileArray) == (mode == "on")
         metrics = [json.loads(line) for line in (tmp_path / mode / "metrics.jsonl").read_text().splitlines()]
         summaries[mode] = ([(m["train_loss"], m["val_loss"]) for m in metrics],
                            json.loads((tmp_path / mode / "summary.json").read_text())["test"])
     assert summaries["on"] == summaries["off"]  # the same bytes, the same order, the same standardisation
+    assert (tmp_path / "on" / "report.html").is_file() and (tmp_path / "on" / "latent.png").is_file()
     losses = [train for train, _ in summaries["on"][0]]
     assert losses[-1] < losses[0]  # and it learns
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import latent, plots, runs
+from .anomaly import score_items
 from .config import RunConfig
 from .data import Splits, data_for_run, load_splits
 from .errors import VaekitError
@@ -226,8 +227,7 @@ def plot_denoising(run: LoadedRun) -> dict:
 @torch.no_grad()
 def plot_recon_error(run: LoadedRun) -> dict:
     """``recon_error.png``: histogram of each test item's reconstruction error (for tabular runs)."""
-    x = model_input(run.tensor("test"))
-    err = run.model.recon_nll(run.model.embed(x), x).cpu().numpy()
+    err = score_items(run.model, run.tensor("test"), "recon")  # -log p(x | code), in batches
     atomic_write(run.run_dir / "recon_error.png",
                  plots.histogram_png(err, f"{run.cfg.data.dataset}: test reconstruction error", "nats per item"))
     return {"test_recon_error_median": float(np.median(err))}

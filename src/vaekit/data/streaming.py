@@ -191,10 +191,12 @@ class FileTensor:
         x = torch.from_numpy(self.items.read(positions))
         return x.to(self.device, non_blocking=True) if self.device.type != "cpu" else x
 
-    def __getitem__(self, key: slice) -> torch.Tensor:
-        if not isinstance(key, slice):
-            raise TypeError("a streamed split is read by slices and index_select")
-        return self._tensor(np.arange(len(self))[key])
+    def __getitem__(self, key: slice | torch.Tensor | np.ndarray) -> torch.Tensor:
+        """A slice or an index (tensor or array) of rows -> those rows as a tensor."""
+        if isinstance(key, slice):
+            return self._tensor(np.arange(len(self))[key])
+        index = key.cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+        return self._tensor(np.flatnonzero(index) if index.dtype == np.bool_ else index)
 
     def index_select(self, dim: int, index: torch.Tensor) -> torch.Tensor:
         assert dim == 0
