@@ -1,4 +1,4 @@
-"""Streaming (issue #16): one training epoch over a memory-mapped .npy of millions of MNIST-sized items, against
+"""Streaming (issue #16): one training epoch over an .npy of millions of MNIST-sized items, against
 the same items loaded into memory, in the same run: peak resident memory and items per second.
 
     python bench/streaming.py [--items 3000000] [--rounds 2] [--dir DIR] [--keep]
@@ -120,7 +120,7 @@ def main() -> None:
           f"{args.rounds} rounds**\n")
     print("| data | items/s | peak RSS | test loss |")
     print("| --- | --- | --- | --- |")
-    for mode, label in (("on", "memory-mapped (--stream on)"), ("off", "in memory (--stream off)")):
+    for mode, label in (("on", "streamed (--stream on)"), ("off", "in memory (--stream off)")):
         print(f"| {label} | {rate[mode]:,.0f} | {report['peak_rss_gib'][mode]:.2f} GiB | "
               f"{runs[mode][-1]['test_loss']:.3f} |")
     print(f"\nstreamed / in-memory rate: {report['streamed_over_in_memory']:.2f} (target >= 0.80); "
