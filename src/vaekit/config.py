@@ -22,7 +22,7 @@ Optimizer = Literal["adam", "rmsprop"]
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
 LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
-Stream = Literal["auto", "on", "off"]  # --stream: map npy files instead of loading them
+Stream = Literal["auto", "on", "off"]  # --stream: read npy/parquet files a batch at a time instead of loading them
 
 
 def setting(default: Any, help: str, **cli: Any) -> Any:

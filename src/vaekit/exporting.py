@@ -57,8 +57,8 @@ def _require_onnx() -> None:
 
 
 def _onnx_bytes(module: nn.Module, examples: dict[str, torch.Tensor], output_names: list[str]) -> bytes:
-    """Trace ``module`` on its example inputs, named as its forward's arguments, with torch's exporter (torch.export based) and serialise it,
-    the batch axis (the first of every input) dynamic.
+    """Trace ``module`` on its example inputs (named as its forward's arguments) with torch's exporter
+    (torch.export based) and serialise it, the batch axis (the first of every input) dynamic.
 
     The example batches have 2 items: the tracer specialises a dimension of size 1, which would fix the batch.
     """
@@ -72,8 +72,9 @@ def _onnx_bytes(module: nn.Module, examples: dict[str, torch.Tensor], output_nam
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # deprecation notes from torch.export's internals, not about this graph
             program = torch.onnx.export(module, tuple(examples.values()), input_names=list(examples),
-                                        output_names=output_names, dynamic_shapes={name: {0: batch} for name in examples},
-                                        dynamo=True, verbose=False)
+                                        output_names=output_names,
+                                        dynamic_shapes={name: {0: batch} for name in examples}, dynamo=True,
+                                        verbose=False)
     except Exception as e:  # a model the exporter cannot trace: one line, not torch.export's page of trace
         raise VaekitError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
     finally:

@@ -68,7 +68,10 @@ class Standardizer:
     @classmethod
     def fit(cls, x: np.ndarray | FileArray) -> "Standardizer":
         # in float64 either way: float32 sums over many rows lose digits, and the two paths must agree
-        mean, std = x.moments() if isinstance(x, FileArray) else (x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64))
+        if isinstance(x, FileArray):
+            mean, std = x.moments()
+        else:
+            mean, std = x.mean(0, dtype=np.float64), x.std(0, dtype=np.float64)
         return cls(mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32))
 
     def apply(self, data: ArrayData) -> ArrayData:
@@ -253,10 +256,9 @@ def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
         if not path.is_file():
             raise DataError(f"{path}: no such Parquet file")
         npy, y, _, class_names = parquet_to_npy(path, cache_dir() / "parquet")
-        x = open_npy(npy) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
-        if isinstance(x, FileArray):
-            x.name = f"parquet:{path}"
-        return ArrayData(x, y, f"parquet:{path}", class_names)
+        name = f"parquet:{path}"
+        x = open_npy(npy, name) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
+        return ArrayData(x, y, name, class_names)
     x, y = read_array_file(path)
     return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")
 

@@ -23,7 +23,7 @@ import torch
 from ..errors import DataError
 
 CHUNK_BYTES = 64 << 20  # one read of a streaming pass (statistics, checks)
-AUTO_SHARE = 0.25  # --stream auto maps a file larger than this share of the memory available
+AUTO_SHARE = 0.25  # --stream auto streams a file larger than this share of the memory available
 
 
 class _File:
@@ -291,9 +291,10 @@ def parquet_to_npy(path: Path, cache: Path, label_column: str = "label"
     return target, labels, features, class_names
 
 
-def open_npy(path: Path) -> FileArray:
-    """Map a ``.npy`` file's items after checking its header, size and (for floats, in one streaming pass) that
-    every value is finite. One-line ``DataError`` for anything unreadable."""
+def open_npy(path: Path, name: str | None = None) -> FileArray:
+    """A ``.npy`` file's items, read on demand, after checking its header, size and (for floats, in one streaming
+    pass) that every value is finite; ``name`` for messages (default ``npy:PATH``). One-line ``DataError`` for
+    anything unreadable."""
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -321,7 +322,7 @@ def open_npy(path: Path) -> FileArray:
     channels_last = len(shape) == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
     if len(shape) > 4 or (len(shape) == 4 and not channels_last and shape[1] not in (1, 3)):
         raise DataError(f"{path}: cannot read shape {shape} as vectors (N, D) or images (N, C, H, W)")
-    items = FileArray(_File(path, dtype, stored, offset), f"npy:{path}", channels_last=channels_last)
+    items = FileArray(_File(path, dtype, stored, offset), name or f"npy:{path}", channels_last=channels_last)
     if items.dtype != np.uint8:
         items.value_range()  # the one pass that finds a NaN or infinity before training starts
     return items
