@@ -17,10 +17,17 @@ from vaekit.cli import main
 from vaekit.models.vae import VAE
 
 
+def _default_sigint() -> None:
+    # Ctrl-C as at a terminal: a test suite started in the background by a shell without job control inherits
+    # SIGINT ignored, and so would the child, which then never sees the test's SIGINT
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _launch(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "vaekit", "train", "--quiet", "--no-plots", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_default_sigint)
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
