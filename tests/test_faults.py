@@ -82,7 +82,11 @@ def test_ctrl_c_stops_cleanly_with_the_last_epoch_saved(tmp_path):
     _wait_for(run / runs.CHECKPOINT_FILE, proc)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:  # a child that ignored the signal must not train on after the test
+            proc.kill()
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
     assert _checkpoint_epoch(run) >= 1 and runs.load_model(run)
