@@ -233,14 +233,14 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
 
 @torch.no_grad()
 def sample(run: Run, n: int = 64, *, seed: int = 0) -> np.ndarray:
-    """``n`` new items decoded from the model's prior (a VAE's N(0, I); an AE's Gaussian fitted to its training
+    """``n`` new items decoded from the model's prior (a VAE's own: N(0, I), a mixture or the VampPrior, through
+    every stochastic layer; an AE's Gaussian fitted to its training
     codes, saved with it): (n, *item_shape), the likelihood's mean. Reproducible for a given ``seed``."""
     if n < 1:
         raise VaekitError(f"number of samples must be at least 1, got {n}")
     model, _ = load_model(run)
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    z = model.sample_prior(n, gen)  # (n, L)
-    return torch.cat([model.decode_mean(z[i:i + 4096]) for i in range(0, n, 4096)]).float().cpu().numpy()
+    return torch.cat([model.sample(min(4096, n - i), gen) for i in range(0, n, 4096)]).float().cpu().numpy()
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ Optimizer = Literal["adam", "rmsprop"]
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
 LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
+PriorKind = Literal["normal", "mog", "vamp"]  # --prior: models/priors.py
 Stream = Literal["auto", "on", "off"]  # --stream: read npy/parquet files a batch at a time instead of loading them
 
 
@@ -99,6 +100,13 @@ class ModelConfig:
     arch: Arch = setting("mlp", "mlp (default) or conv (images)")
     conv_channels: tuple[int, ...] = setting((32, 64), "conv channels of the stride-2 layers, e.g. 32,64")
     n_classes: int = setting(0, "classes of a semi-supervised model, from its labels", flag=False)
+    prior: PriorKind = setting("normal", "p(z) of a VAE: normal (N(0, I), default), mog (a learned mixture of "
+                                         "Gaussians) or vamp (the VampPrior, Tomczak & Welling 2018)")
+    prior_components: int = setting(500, "components of the mog prior, pseudo-inputs of the vamp prior "
+                                         "(default 500, the VampPrior paper's)")
+    hierarchy: tuple[int, ...] = setting((), "a hierarchical VAE: sizes of the stochastic layers below the code, "
+                                             "from the data up, e.g. 40 (two layers: z1 of 40 under the code z2); "
+                                             "default none (one layer)")
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -14,6 +14,7 @@ Gaussian likelihood; data in [0, 1] gets a Bernoulli likelihood, as in the CLI.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from contextlib import contextmanager
@@ -32,7 +33,6 @@ from .anomaly import SCORES, score_items, threshold_at
 from .config import RunConfig, build_config
 from .data import IN_MEMORY, ArrayData, Splits, Standardizer
 from .errors import VaekitError
-from .objectives import LOG_2PI
 from .tensors import model_input, pick_device
 from .training import epoch_rows
 from .training import train as train_model
@@ -272,12 +272,11 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         """``n_samples`` new items decoded from codes drawn from the model's prior (an autoencoder's: a Gaussian
         fitted to its training codes), in the input's units and layout."""
         check_is_fitted(self, "model_")
-        rng = check_random_state(random_state)
-        z = self._draw_codes(int(n_samples), rng)
-        return self.inverse_transform(z)
-
-    def _draw_codes(self, n: int, rng: np.random.RandomState) -> np.ndarray:
-        return rng.standard_normal((n, self.latent_dim_)).astype(np.float32)
+        seed = int(check_random_state(random_state).randint(2**31 - 1))
+        gen = torch.Generator(device=self._device()).manual_seed(seed)
+        with torch.no_grad():
+            return self._output(torch.cat([self.model_.sample(min(4096, n_samples - i), gen)
+                                           for i in range(0, int(n_samples), 4096)]))
 
     # --- likelihoods ------------------------------------------------------------------------------------
     def _log_jacobian(self) -> float:
@@ -368,6 +367,13 @@ class VAE(_LatentEstimator):
     beta, kl_warmup, free_bits, iw_samples : float, float, float, int
         The KL weight (beta-VAE), its linear warm-up in epochs, free bits per latent dim, and K > 1 to train
         on the IWAE bound.
+    prior : {"normal", "mog", "vamp"}
+        p(z): N(0, I); a learned mixture of ``prior_components`` Gaussians; or the VampPrior (Tomczak & Welling
+        2018), the mixture of the posteriors of ``prior_components`` learned pseudo-inputs.
+    hierarchy : tuple of int
+        Sizes of stochastic layers below the code, from the data up: ``(40,)`` with ``latent_dim=40`` is the
+        two-layer HVAE of Tomczak & Welling (2018). ``transform`` gives the code (the top layer's posterior
+        means); ``sample`` draws every layer; ``score_samples`` uses the whole inference network.
 
     Examples
     --------
@@ -386,6 +392,7 @@ class VAE(_LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  beta: float = 1.0, kl_warmup: float = 0.0, free_bits: float = 0.0, iw_samples: int = 1,
+                 prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
                  lr: float | None = None, lr_schedule: str | None = None, early_stopping: bool = False,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 10, standardize: str | bool = "auto",
@@ -394,7 +401,8 @@ class VAE(_LatentEstimator):
         _store_params(self, locals())
 
     def _objective_overrides(self) -> dict[str, Any]:
-        return dict(beta=self.beta, kl_warmup=self.kl_warmup, free_bits=self.free_bits, iw_samples=self.iw_samples)
+        return dict(beta=self.beta, kl_warmup=self.kl_warmup, free_bits=self.free_bits, iw_samples=self.iw_samples,
+                    prior=self.prior, prior_components=self.prior_components, hierarchy=tuple(self.hierarchy))
 
     @torch.no_grad()
     def score_samples(self, X: Any, n_importance_samples: int | None = None) -> np.ndarray:
@@ -405,15 +413,11 @@ class VAE(_LatentEstimator):
         depend on the others in X."""
         x = self._model_input(X)
         k = n_importance_samples or ELBO_SAMPLES
-        gen = torch.Generator().manual_seed(self.config_.train.seed)
-        eps = torch.randn((k, 1, self.latent_dim_), generator=gen).to(x.device)  # (K, 1, L), shared by the batch
         out = []
         for xb in x.split(max(1, 65536 // k)):
-            mu, logvar = (t.float() for t in self.model_.encode(xb))  # (B, L) each
-            z = mu + torch.exp(0.5 * logvar) * eps  # (K, B, L)
-            log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)  # (K, B)
-            log_pz = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
-            log_w = (-self.model_.recon_nll(z, xb) + log_pz - log_q).double()  # (K, B)
+            # the same draws for every batch, and within one for every item ((K, 1, L) noise)
+            gen = torch.Generator(device=x.device).manual_seed(self.config_.train.seed)
+            log_w = self.model_.log_weight_terms(xb, k, gen, shared=True)["log_w"].double()  # (K, B)
             out.append(torch.logsumexp(log_w, 0) - math.log(k) if n_importance_samples else log_w.mean(0))
         return torch.cat(out).cpu().numpy() + self._log_jacobian()
 
@@ -452,11 +456,6 @@ class Autoencoder(_LatentEstimator):
         tril = model.code_scale_tril.double().cpu()  # the model's fitted code prior (models/ae.py)
         self.code_mean_ = model.code_mean.double().cpu().numpy()
         self.code_cov_ = (tril @ tril.T).numpy()
-
-    def _draw_codes(self, n: int, rng: np.random.RandomState) -> np.ndarray:
-        if not np.all(np.diag(self.code_cov_) > 0):
-            self.model_.sample_prior(1)  # the model's one-line error: its model file predates the fitted prior
-        return rng.multivariate_normal(self.code_mean_, self.code_cov_, size=n).astype(np.float32)
 
     @torch.no_grad()
     def score_samples(self, X: Any) -> np.ndarray:
@@ -806,11 +805,12 @@ def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDe
         fitted = info["fitted"]
     else:
         cls = {c._model_kind: c for c in ESTIMATORS.values()}[cfg.model.model]
-        m, t = cfg.model, cfg.train
-        estimator = cls(latent_dim=m.latent_dim, hidden=tuple(m.hidden), arch=m.arch,
-                        conv_channels=tuple(m.conv_channels), likelihood=m.likelihood, epochs=t.epochs,
-                        batch_size=t.batch_size, lr=t.lr, lr_schedule=t.lr_schedule, random_state=t.seed)
-        shape = tuple(m.input_shape)
+        # a CLI run: the constructor parameters its config holds under the same names (the model's settings win)
+        settings = {**dataclasses.asdict(cfg.train), **dataclasses.asdict(cfg.model)}
+        estimator = cls(random_state=cfg.train.seed, **{name: tuple(v) if isinstance(v, list) else v
+                                                        for name, v in settings.items()
+                                                        if name in cls._get_param_names() and name != "model"})
+        shape = tuple(cfg.model.input_shape)
         fitted = {"n_features_in_": int(np.prod(shape)), "input_shape_": list(shape),
                   "input_layout_": "table" if len(shape) == 1 else "NCHW"}
     history = runs.read_metrics(folder) if (folder / runs.METRICS_FILE).is_file() else []

@@ -6,7 +6,6 @@ from statistics import NormalDist
 import numpy as np
 import torch
 
-from .models.vae import gaussian_kl_per_dim
 from .tensors import model_input
 
 
@@ -20,11 +19,11 @@ def posterior_means(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2
 
 @torch.no_grad()
 def kl_per_dim(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> np.ndarray:
-    """Mean KL(q(z_j|x) || N(0, 1)) of each latent dimension over x: (L,). Large = a used dimension."""
+    """Mean KL of each latent dimension over x, by the model's own measure (``VAE.kl_per_dim``): (L,). Large = a
+    used dimension."""
     total = None
     for i in range(0, len(x), batch_size):
-        mu, logvar = model.encode(model_input(x[i:i + batch_size]))
-        kl = gaussian_kl_per_dim(mu.float(), logvar.float()).sum(0)  # (L,)
+        kl = model.kl_per_dim(model_input(x[i:i + batch_size])).float()  # (L,)
         total = kl if total is None else total + kl
     return (total / len(x)).cpu().numpy()
 

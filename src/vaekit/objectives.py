@@ -4,7 +4,8 @@ code: no files. Each model's training objective is its own method (``LatentModel
 - ELBO with a KL weight (beta-VAE, Higgins et al. 2017; KL warm-up, Bowman et al. 2016 / Sonderby et al.
   2016) and free bits (Kingma et al. 2016, sec. C.8).
 - IWAE bound (Burda et al. 2016): log (1/K) sum_k p(x, z_k) / q(z_k|x), z_k ~ q(z|x).
-- log p(x) estimated by importance sampling with q(z|x) as proposal: the IWAE bound at large K.
+- log p(x) estimated by importance sampling with q(z|x) as proposal: the IWAE bound at large K. The log-weights
+  are the model's (``VAE.log_weight_terms``: every stochastic layer, the model's own prior).
 """
 from __future__ import annotations
 
@@ -38,28 +39,11 @@ def kl_weight(cfg: TrainConfig, progress_epochs: float) -> float:
     return cfg.beta
 
 
-def log_weight_terms(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                     target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """The importance log-weights ``log_w`` = log p(target, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x) and
-    their parts ``log_px`` = log p(target|z_k), ``log_pz``, ``log_q``, each (K, B) in fp32; q's ``mu``,
-    ``logvar`` (B, L). Any model with a Gaussian ``encode`` and a ``recon_nll`` (the VAE; exact test models)."""
-    target = x if target is None else target
-    mu, logvar = model.encode(x)  # (B, L) each
-    mu, logvar = mu.float(), logvar.float()
-    std = torch.exp(0.5 * logvar)
-    eps = torch.randn((k, *mu.shape), generator=generator, device=mu.device)  # (K, B, L)
-    z = mu + std * eps
-    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * LOG_2PI).sum(-1)  # (K, B)
-    log_pz = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)  # (K, B)
-    log_px = -model.recon_nll(z, target)  # (K, B); the target broadcasts over the K samples
-    return {"log_w": log_px + log_pz - log_q, "log_px": log_px, "log_pz": log_pz, "log_q": log_q, "mu": mu,
-            "logvar": logvar}
-
-
 def log_weights(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
                 target: torch.Tensor | None = None) -> torch.Tensor:
-    """log p(target, z_k) - log q(z_k|x) for k draws z_k ~ q(z|x): (K, B), in fp32."""
-    return log_weight_terms(model, x, k, generator, target)["log_w"]
+    """log p(target, z_k) - log q(z_k|x) for k draws z_k from the model's whole inference network: (K, B), fp32.
+    The model knows its own latent structure (``VAE.log_weight_terms``)."""
+    return model.log_weights(x, k, generator, target)
 
 
 def iwae_bound(model, x: torch.Tensor, k: int, generator: torch.Generator | None = None,

@@ -116,12 +116,14 @@ def plot_manifold(run: LoadedRun, n: int = 20, out: Path | None = None) -> dict:
         raise VaekitError(f"{run.run_dir}: a manifold grid needs a latent dim of at least 2")
     x = run.tensor("test")
     codes = latent.posterior_means(run.model, x)
-    if not run.model.variational:  # no prior: scan each dim over its own spread of codes
+    with torch.no_grad():  # each dim scanned over its prior's spread (an AE's: its codes')
+        spread = run.model.code_spread(torch.from_numpy(codes)).cpu().numpy()
+    if not run.model.variational:  # no prior: dims ranked by the spread of their codes
         use, what = codes.var(0), "variance"
-        base, spread = codes.mean(0), codes.std(0)
+        base = codes.mean(0)
     else:
         use, what = (latent.kl_per_dim(run.model, x) if L > 2 else np.ones(2)), "KL"
-        base, spread = (codes.mean(0) if L > 2 else np.zeros(2, np.float32)), np.ones(L, np.float32)
+        base = codes.mean(0) if L > 2 else np.zeros(2, np.float32)
     a, b = (0, 1) if L == 2 else (int(d) for d in np.argsort(use)[::-1][:2])
     dims = (a, b)
     how = f"z{a + 1} (columns) and z{b + 1} (rows)"
@@ -198,8 +200,8 @@ def plot_grids(run: LoadedRun) -> None:
     """``samples.png`` (8x8 from the prior) and ``reconstructions.png`` (8 test originals above reconstructions)."""
     gen = torch.Generator(device=run.device).manual_seed(0)
     with torch.no_grad():
-        z = run.model.sample_prior(64, gen)  # (64, L); an AE's fitted Gaussian
-        plots.save_grid(run.run_dir / "samples.png", run.model.decode_mean(z).float().cpu().numpy(), 8)
+        # from the model's prior (an AE's fitted Gaussian), through every stochastic layer
+        plots.save_grid(run.run_dir / "samples.png", run.model.sample(64, gen).float().cpu().numpy(), 8)
         if run.model.uses_labels:  # a conditional model: the same z decoded with every class
             k = run.cfg.model.n_classes
             z = run.model.sample_prior(10, gen).repeat(k, 1)  # (K * 10, L), row-major: class, then draw

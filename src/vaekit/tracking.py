@@ -87,8 +87,7 @@ class TensorBoardLogger(MetricsLogger):
         is_image = test.is_image and tuple(model.cfg.input_shape) == test.item_shape
         if is_image:
             gen = torch.Generator(device=device).manual_seed(0)
-            z = model.sample_prior(64, gen)  # (64, L); an AE's fitted Gaussian
-            self._add_grid("samples", model.decode_mean(z).float().cpu().numpy(), 8, epoch, image_grid)
+            self._add_grid("samples", model.sample(64, gen).float().cpu().numpy(), 8, epoch, image_grid)
             if len(test):
                 x = model_input(as_tensor(test, device)[:8])  # (8, C, H, W)
                 recon = model.reconstruct(x).float().cpu().numpy()

@@ -23,6 +23,13 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise VaekitError(f"latent dim must be at least 1, got {cfg.latent_dim}")
     if not cfg.hidden or any(h < 1 for h in cfg.hidden):
         raise VaekitError(f"hidden sizes must be positive integers, got {list(cfg.hidden)}")
+    if cfg.prior_components < 1:
+        raise VaekitError(f"--prior-components must be at least 1, got {cfg.prior_components}")
+    if any(size < 1 for size in cfg.hierarchy):
+        raise VaekitError(f"--hierarchy sizes must be positive integers, got {list(cfg.hierarchy)}")
+    if (cfg.prior != "normal" or cfg.hierarchy) and not MODELS[cfg.model].layered:
+        what = f"--prior {cfg.prior}" if cfg.prior != "normal" else "--hierarchy"
+        raise VaekitError(f"{what} needs --model vae (the {cfg.model} model has a fixed N(0, I) prior and one layer)")
     return MODELS[cfg.model](cfg)
 
 

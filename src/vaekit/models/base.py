@@ -24,14 +24,17 @@ class LatentModel(nn.Module):
     importance_sampled: ClassVar[bool] = False
     # Trained on labels too (-1 = unlabelled): the training loop hands ``objective`` each batch's labels.
     uses_labels: ClassVar[bool] = False
+    # Takes --prior and --hierarchy (the VAE): a learned prior over its code and stochastic layers below it.
+    layered: ClassVar[bool] = False
     # Buffers a model file may lack (written before they existed); loading keeps their initial values.
     optional_state: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, cfg: ModelConfig, code_dim: int):
+    def __init__(self, cfg: ModelConfig, code_dim: int, decoder_dim: int | None = None):
+        """``code_dim``: the encoder's outputs; ``decoder_dim``: the decoder's inputs (default ``latent_dim``)."""
         super().__init__()
         self.cfg = cfg
         self.input_shape = tuple(cfg.input_shape)
-        self.encoder, self.decoder = build_networks(cfg, code_dim)
+        self.encoder, self.decoder = build_networks(cfg, code_dim, decoder_dim)
         self.likelihood = LIKELIHOODS[cfg.likelihood](cfg)
 
     @classmethod
@@ -92,6 +95,15 @@ class LatentModel(nn.Module):
         """n codes from the prior p(z), to decode into new items: (n, L) on the model's device. N(0, I) here."""
         device = next(self.parameters()).device
         return torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n new items, the likelihood's mean at codes drawn from the prior: (n, *input_shape)."""
+        return self.decode_mean(self.sample_prior(n, generator))
+
+    def code_spread(self, codes: torch.Tensor) -> torch.Tensor:
+        """How far to scan each latent dim in pictures, (L,): the spread of the items' codes (N, L) here; a VAE
+        scans its prior's."""
+        return codes.float().std(0)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Expected reconstruction from the deterministic code: (B, ...) -> (B, *input_shape)."""

@@ -17,7 +17,7 @@ from ..config import ModelConfig, TrainConfig
 from ..errors import VaekitError
 from .base import LatentModel
 from .networks import build_networks
-from .vae import gaussian_kl
+from .priors import gaussian_kl, gaussian_kl_per_dim
 
 
 class M2(LatentModel):
@@ -64,6 +64,16 @@ class M2(LatentModel):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)[0]
+
+    @torch.no_grad()
+    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """KL(q(z_j | x, q(y|x)) || N(0, 1)) of each code dim, summed over the items x (B, ...): (L,) nats."""
+        mu, logvar = self.encode(x)
+        return gaussian_kl_per_dim(mu.float(), logvar.float()).sum(0)
+
+    def code_spread(self, codes: torch.Tensor) -> torch.Tensor:
+        """1 for every dim: the prior is N(0, I)."""
+        return torch.ones(codes.shape[-1])
 
     def encoder_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.encode(x)

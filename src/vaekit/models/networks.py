@@ -6,6 +6,7 @@ models and likelihoods never care which architecture they run on.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -91,12 +92,14 @@ class MLPDecoder(nn.Sequential):
 ARCHS = {"mlp": (MLPEncoder, MLPDecoder), "conv": (ConvEncoder, ConvDecoder)}
 
 
-def build_networks(cfg: ModelConfig, code_dim: int) -> tuple[nn.Module, nn.Module]:
-    """(encoder, decoder) for the config's architecture."""
+def build_networks(cfg: ModelConfig, code_dim: int, decoder_dim: int | None = None) -> tuple[nn.Module, nn.Module]:
+    """(encoder (B, *input_shape) -> (B, code_dim), decoder (B, decoder_dim) -> (B, D)) for the config's
+    architecture; ``decoder_dim`` defaults to ``latent_dim``."""
     if cfg.arch not in ARCHS:
         raise VaekitError(f"unknown architecture {cfg.arch!r}; choose from {', '.join(ARCHS)}")
     if cfg.arch == "conv" and len(cfg.input_shape) != 3:
         raise VaekitError(f"--arch conv needs images (C, H, W); the data items have shape {tuple(cfg.input_shape)}")
     encoder_cls, decoder_cls = ARCHS[cfg.arch]
     channels = cfg.input_shape[0] if len(cfg.input_shape) == 3 else 1
-    return encoder_cls(cfg, code_dim), decoder_cls(cfg, channels)
+    decoder_cfg = cfg if decoder_dim is None else replace(cfg, latent_dim=decoder_dim)
+    return encoder_cls(cfg, code_dim), decoder_cls(decoder_cfg, channels)
