@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import vaekit
 
@@ -31,6 +32,14 @@ MODELS = {
     "conv": dict(arch="conv", hidden=(256,), latent_dim=32),
     "iwae": dict(hidden=(512, 256), latent_dim=32, iw_samples=50),
     "conv-iwae": dict(arch="conv", hidden=(256,), latent_dim=32, iw_samples=5),
+    # issue #17: the VampPrior (Tomczak & Welling 2018: K = 500 pseudo-inputs, two hidden layers of 300, 40 latent
+    # dims; ReLU here where the paper has gated units) with one and two stochastic layers
+    "vamp": dict(hidden=(300, 300), latent_dim=40, prior="vamp", prior_components=500),
+    "hvae-vamp": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500),
+    "hvae-vamp-gated": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
+                            gated=True),
+    "hvae-vamp-iwae": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
+                           iw_samples=5),
 }
 
 
@@ -43,8 +52,13 @@ def main() -> None:
     parser.add_argument("--conv-nll-items", type=int, default=2000)
     parser.add_argument("--models", default="mlp,conv,iwae")
     parser.add_argument("--binarize", default="none", help="none (static data) or dynamic")
-    parser.add_argument("--out", default=str(HERE / "results" / "nll_binarized.json"))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--out", default=None, help="JSON (default bench/results/nll_binarized[_dynamic].json)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.out = args.out or str(HERE / "results" / ("nll_binarized.json" if args.binarize == "none"
+                                                   else "nll_dynamic.json"))
     dataset = "binarized-mnist" if args.binarize == "none" else "mnist"
     rows = {}
     for name in args.models.split(","):
@@ -65,11 +79,13 @@ def main() -> None:
             started = time.perf_counter()
             ev = vaekit.evaluate(run, f"npy:{Path(tmp) / 'test.npy'}", nll=True, k=args.k)
             best = [m["epoch"] for m in result.metrics if m["best"]][-1]
-            rows[name] = {**ev, "budget_minutes": args.minutes, "epochs": len(result.metrics), "best_epoch": best, "train_seconds": trained,
-                          "eval_seconds": time.perf_counter() - started, "settings": {
+            rows[name] = {**ev, "budget_minutes": args.minutes, "epochs": len(result.metrics), "best_epoch": best,
+                          "train_seconds": trained, "eval_seconds": time.perf_counter() - started,
+                          "threads": torch.get_num_threads(), "settings": {
                               k: list(v) if isinstance(v, tuple) else v for k, v in MODELS[name].items()}}
         r = rows[name]
-        print(f"{name:5s} {r['epochs']:4d} epochs in {trained / 60:.1f} min (best {r['best_epoch']}): test NLL {r['nll']:.2f} +- "
+        print(f"{name:5s} {r['epochs']:4d} epochs in {trained / 60:.1f} min (best {r['best_epoch']}): test NLL "
+              f"{r['nll']:.2f} +- "
               f"{r['nll_stderr']:.2f} nats (k={args.k}, {r['n']} items, {r['eval_seconds']:.0f} s), "
               f"-ELBO {r['loss']:.2f}", flush=True)
     published = PUBLISHED if args.binarize == "none" else PUBLISHED_DYNAMIC

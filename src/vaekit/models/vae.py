@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import ModelConfig, TrainConfig
 from .base import LatentModel
-from .networks import build_networks
+from .networks import build_networks, mlp
 from .priors import build_prior, gaussian_kl, gaussian_kl_per_dim, gaussian_log_density
 
 LOGVAR_RANGE = (-30.0, 20.0)  # exp() of the log-variance stays finite in fp32 and bf16
@@ -40,8 +40,8 @@ class LowerLayer(nn.Module):
         super().__init__()
         width = cfg.hidden[-1]
         self.features = build_networks(cfg, width)[0]  # x (B, ...) -> (B, H)
-        self.posterior = nn.Sequential(nn.Linear(width + above, width), nn.ReLU(), nn.Linear(width, 2 * dim))
-        self.conditional_prior = nn.Sequential(nn.Linear(above, width), nn.ReLU(), nn.Linear(width, 2 * dim))
+        self.posterior = nn.Sequential(*mlp([width + above, width], cfg.gated), nn.Linear(width, 2 * dim))
+        self.conditional_prior = nn.Sequential(*mlp([above, width], cfg.gated), nn.Linear(width, 2 * dim))
 
     def q(self, features: torch.Tensor, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (B, H) of x and z_{l+1} (..., B, d') -> mean and log-variance of q(z_l | x, z_{l+1}) (..., B, d)."""
