@@ -9,7 +9,7 @@ import torch
 import vaekit
 from vaekit.config import ModelConfig
 from vaekit.models import MODELS, build_model
-from vaekit.models.vae import gaussian_kl
+from vaekit.models.priors import gaussian_kl
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])

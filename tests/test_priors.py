@@ -192,7 +192,7 @@ def test_the_explorer_decodes_from_each_new_model(new_run):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--model", "ae", "--prior", "vamp"], "--prior vamp needs --model vae"),
+    (["--model", "ae", "--prior", "vamp"], "--prior vamp needs a model with a prior: --model vae or m2"),
     (["--model", "ae", "--hierarchy", "8"], "--hierarchy needs --model vae"),
     (["--hierarchy", "0"], "--hierarchy sizes must be positive"),
     (["--prior", "vamp", "--prior-components", "0"], "--prior-components must be at least 1"),
@@ -203,3 +203,21 @@ def test_bad_prior_settings_are_one_line_errors(args, message, tmp_path):
                            str(tmp_path / "r"), *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "r").exists()  # nothing left behind
+
+
+def test_the_semi_supervised_model_takes_a_learned_prior(tmp_path):
+    """M2 with the VampPrior: its KL term uses the prior (the components are q(z | u, q(y|u)) of its pseudo-inputs),
+    it learns a classifier from 10 labels per class, and it round-trips with its pseudo-inputs."""
+    digits = vaekit.load_data("digits:train")
+    X, y = digits.as_float(), digits.y
+    few = np.full(len(y), -1)
+    for c in range(10):
+        few[np.flatnonzero(y == c)[:10]] = c
+    clf = vaekit.SemiSupervisedVAE(prior="vamp", prior_components=20, epochs=40, random_state=0).fit(X, few)
+    assert clf.model_.prior.pseudo_inputs.shape == (20, 1, 8, 8)
+    assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
+    test = vaekit.load_data("digits:test")
+    assert clf.score(test.as_float(), test.y) > 0.6
+    again = vaekit.load(clf.save(tmp_path / "m2"), device="cpu")
+    np.testing.assert_array_equal(again.predict(test.as_float()), clf.predict(test.as_float()))
+    np.testing.assert_allclose(again.sample(4, y=3, random_state=0), clf.sample(4, y=3, random_state=0), atol=1e-6)

@@ -102,7 +102,7 @@ class ModelConfig:
     gated: bool = setting(False, "gated dense units, (W x) * sigmoid(V x), instead of ReLU layers (the VampPrior "
                                  "paper's networks)")
     n_classes: int = setting(0, "classes of a semi-supervised model, from its labels", flag=False)
-    prior: PriorKind = setting("normal", "p(z) of a VAE: normal (N(0, I), default), mog (a learned mixture of "
+    prior: PriorKind = setting("normal", "p(z) of a VAE or m2: normal (N(0, I), default), mog (a learned mixture of "
                                          "Gaussians) or vamp (the VampPrior, Tomczak & Welling 2018)")
     prior_components: int = setting(500, "components of the mog prior, pseudo-inputs of the vamp prior "
                                          "(default 500, the VampPrior paper's)")

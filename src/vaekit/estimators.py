@@ -655,6 +655,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     m1_latent_dim : int or None
         M1+M2: first fit a ``vaekit.VAE`` with this code size (M1) on all of X, unsupervised, then M2 on its
         posterior means (an MLP, Gaussian likelihood). None: M2 on X itself.
+    prior, prior_components : {"normal", "mog", "vamp"}, int
+        M2's p(z), as ``vaekit.VAE``'s.
 
     Examples
     --------
@@ -674,7 +676,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
 
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
-                 alpha: float | None = None, m1_latent_dim: int | None = None, epochs: int | None = None,
+                 alpha: float | None = None, m1_latent_dim: int | None = None, prior: str = "normal",
+                 prior_components: int = 500, epochs: int | None = None,
                  batch_size: int | None = None, optimizer: str = "adam", lr: float | None = None,
                  lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,
                  n_iter_no_change: int = 10, standardize: str | bool = "auto", n_threads: int | None = None,
@@ -682,7 +685,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         _store_params(self, locals())
 
     def _objective_overrides(self) -> dict[str, Any]:
-        return dict(alpha=self.alpha)
+        return dict(alpha=self.alpha, prior=self.prior, prior_components=self.prior_components)
 
     def fit(self, X: Any, y: Any) -> "SemiSupervisedVAE":
         """Train on every row of ``X``; ``y`` (N,) labels with -1 for the unlabelled rows. Returns ``self``."""
@@ -750,7 +753,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     @torch.no_grad()
     def sample(self, n_samples: int = 1, random_state: Any = None, y: Any = None) -> np.ndarray:
         """``n_samples`` new items of class ``y`` (one of ``classes_``; None: classes drawn uniformly), decoded
-        from z ~ N(0, I): in X's units and layout."""
+        from codes drawn from the model's prior (N(0, I) unless ``prior`` says otherwise): in X's units and
+        layout."""
         check_is_fitted(self, "classes_")
         rng = check_random_state(random_state)
         if y is None:
@@ -761,7 +765,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
             labels = np.full(n_samples, int(np.searchsorted(self.classes_, y)))
         part = self if getattr(self, "m1_", None) is None else self.m2_
         device = part._device()
-        z = torch.from_numpy(rng.standard_normal((n_samples, part.latent_dim_)).astype(np.float32)).to(device)
+        z = part.model_.sample_prior(n_samples, torch.Generator(device=device).manual_seed(rng.randint(2**31 - 1)))
         out = part._output(part.model_.decode_class(z, torch.from_numpy(labels).to(device)))
         return out if part is self else self.m1_.inverse_transform(out.astype(np.float32))
 

@@ -27,9 +27,12 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise VaekitError(f"--prior-components must be at least 1, got {cfg.prior_components}")
     if any(size < 1 for size in cfg.hierarchy):
         raise VaekitError(f"--hierarchy sizes must be positive integers, got {list(cfg.hierarchy)}")
-    if (cfg.prior != "normal" or cfg.hierarchy) and not MODELS[cfg.model].layered:
-        what = f"--prior {cfg.prior}" if cfg.prior != "normal" else "--hierarchy"
-        raise VaekitError(f"{what} needs --model vae (the {cfg.model} model has a fixed N(0, I) prior and one layer)")
+    if cfg.prior != "normal" and not MODELS[cfg.model].learned_prior:
+        raise VaekitError(f"--prior {cfg.prior} needs a model with a prior: --model "
+                          f"{' or '.join(n for n, m in MODELS.items() if m.learned_prior)} (an autoencoder has none)")
+    if cfg.hierarchy and not MODELS[cfg.model].layered:
+        raise VaekitError(f"--hierarchy needs --model {' or '.join(n for n, m in MODELS.items() if m.layered)} "
+                          f"(the {cfg.model} model has one stochastic layer)")
     return MODELS[cfg.model](cfg)
 
 

@@ -24,7 +24,9 @@ class LatentModel(nn.Module):
     importance_sampled: ClassVar[bool] = False
     # Trained on labels too (-1 = unlabelled): the training loop hands ``objective`` each batch's labels.
     uses_labels: ClassVar[bool] = False
-    # Takes --prior and --hierarchy (the VAE): a learned prior over its code and stochastic layers below it.
+    # Takes --prior (a learned prior over its code: the VAE, M2) and --hierarchy (stochastic layers below the code:
+    # the VAE).
+    learned_prior: ClassVar[bool] = False
     layered: ClassVar[bool] = False
     # Buffers a model file may lack (written before they existed); loading keeps their initial values.
     optional_state: ClassVar[tuple[str, ...]] = ()

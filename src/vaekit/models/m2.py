@@ -17,10 +17,10 @@ from ..config import ModelConfig, TrainConfig
 from ..errors import VaekitError
 from .base import LatentModel
 from .networks import build_networks
-from .priors import gaussian_kl, gaussian_kl_per_dim
+from .priors import WithPrior, build_prior
 
 
-class M2(LatentModel):
+class M2(WithPrior, LatentModel):
     """Bounds (Kingma et al. 2014, eqs. 6-7), per item:
       labelled:   L(x, y) = -E_q(z|x,y)[log p(x|y,z)] + KL(q(z|x,y) || p(z)) - log p(y)
       unlabelled: U(x) = sum_y q(y|x) L(x, y) - H(q(y|x))  (every class decoded: K decoder passes per item)
@@ -36,6 +36,7 @@ class M2(LatentModel):
 
     variational = True
     uses_labels = True
+    learned_prior = True
     scores = ("mse", "recon", "elbo")
 
     def __init__(self, cfg: ModelConfig):
@@ -48,6 +49,7 @@ class M2(LatentModel):
         conditional = ModelConfig(**{**cfg.__dict__, "latent_dim": latent + k})
         self.decoder = build_networks(conditional, 1)[1]  # [z, onehot(y)] (B, L + K) -> likelihood parameters
         self.z_head = nn.Linear(width + k, 2 * latent)  # [relu(features), onehot(y)] -> (mu, logvar)
+        self.prior = build_prior(cfg)  # p(z); the VampPrior's components are q(z | u, q(y|u)) (``encode``)
 
     # --- the parts --------------------------------------------------------------------------------------
     def class_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -65,15 +67,6 @@ class M2(LatentModel):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)[0]
 
-    @torch.no_grad()
-    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
-        """KL(q(z_j | x, q(y|x)) || N(0, 1)) of each code dim, summed over the items x (B, ...): (L,) nats."""
-        mu, logvar = self.encode(x)
-        return gaussian_kl_per_dim(mu.float(), logvar.float()).sum(0)
-
-    def code_spread(self, codes: torch.Tensor) -> torch.Tensor:
-        """1 for every dim: the prior is N(0, I)."""
-        return torch.ones(codes.shape[-1])
 
     def encoder_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         mu, logvar = self.encode(x)
@@ -110,12 +103,12 @@ class M2(LatentModel):
     # --- the bounds -------------------------------------------------------------------------------------
     def _given_class(self, features: torch.Tensor, y: torch.Tensor, target: torch.Tensor,
                      generator: torch.Generator | None, at_mean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """-log p(x | y, z) at one z ~ q(z | x, y) (its mean with ``at_mean``), and KL(q(z | x, y) || p(z)): (B,)
-        each; y (B, K) one-hot."""
+        """-log p(x | y, z) at one z ~ q(z | x, y) (its mean with ``at_mean``), and KL(q(z | x, y) || p(z)) (closed
+        form under N(0, I), else the one-sample estimate at z): (B,) each; y (B, K) one-hot."""
         mu, logvar = self._z_params(features, y)
         z = mu if at_mean else self.reparameterize(mu, logvar, generator)
         params = self.decode(z, y).float()
-        return -self.likelihood.log_prob(params, target.flatten(1).float()), gaussian_kl(mu.float(), logvar.float())
+        return -self.likelihood.log_prob(params, target.flatten(1).float()), self.code_kl(z, mu, logvar).sum(-1)
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None, target: torch.Tensor | None = None,
              labels: torch.Tensor | None = None, at_mean: bool = False) -> dict[str, torch.Tensor]:

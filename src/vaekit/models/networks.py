@@ -59,7 +59,8 @@ class ConvEncoder(nn.Module):
         for fan_in, fan_out in zip((c, *cfg.conv_channels[:-1]), cfg.conv_channels):
             layers += [nn.Conv2d(fan_in, fan_out, kernel_size=4, stride=2, padding=1), nn.ReLU()]
         flat = cfg.conv_channels[-1] * math.prod(sizes[-1])
-        self.net = nn.Sequential(*layers, nn.Flatten(), mlp([flat, *cfg.hidden], cfg.gated), nn.Linear(cfg.hidden[-1], code_dim))
+        self.net = nn.Sequential(*layers, nn.Flatten(), mlp([flat, *cfg.hidden], cfg.gated),
+                                 nn.Linear(cfg.hidden[-1], code_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

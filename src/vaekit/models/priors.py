@@ -171,6 +171,46 @@ class VampPrior(Prior):
         return mu, logvar, torch.full((c,), -math.log(c), device=mu.device)
 
 
+class WithPrior:
+    """What a model derives from its prior: mixed into the models that have one (``self.prior``) and a Gaussian
+    posterior of the code (``self.encode``: x -> mu, logvar), the VAE and M2."""
+
+    prior: Prior
+
+    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) of codes (..., L) under the model's prior: (...), fp32."""
+        return self.prior.log_prob(z, self.encode)
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n codes from the model's prior p(z): (n, L)."""
+        return self.prior.sample(n, self.encode, generator)
+
+    def code_kl(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) || p(z)) of the code: (B, L) per dim in closed form under N(0, I) (Kingma & Welling 2014,
+        appendix B); else (B, 1), the one-sample estimate log q(z|x) - log p(z) at the drawn z (B, L) (Tomczak &
+        Welling 2018, eq. 8)."""
+        if self.prior.analytic:
+            return gaussian_kl_per_dim(mu.float(), logvar.float())
+        return (gaussian_log_density(z, mu, logvar) - self.log_prior(z))[:, None]
+
+    def code_spread(self, codes: torch.Tensor) -> torch.Tensor:
+        """The prior's standard deviation of each dim (1 for N(0, I)): pictures scan the prior's spread."""
+        if self.prior.analytic:
+            return torch.ones(codes.shape[-1])
+        return self.prior.marginal_moments(self.encode)[1].detach().clamp(min=1e-12).sqrt().cpu()
+
+    @torch.no_grad()
+    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """How much each dim of the code is used, summed over the items x (B, ...): (L,) nats. With N(0, I) the
+        exact KL(q(z_j|x) || p(z_j)); with a learned prior, the KL against the Gaussian with the prior's mean and
+        variance in that dim (a mixture's marginal has no closed-form KL)."""
+        mu, logvar = (t.float() for t in self.encode(x))
+        if self.prior.analytic:
+            return gaussian_kl_per_dim(mu, logvar).sum(0)
+        mean, var = self.prior.marginal_moments(self.encode)
+        return gaussian_kl_per_dim(mu, logvar, mean, var.clamp(min=1e-12).log()).sum(0)
+
+
 PRIORS: dict[str, type[Prior]] = {p.name: p for p in (StandardNormal, GaussianMixture, VampPrior)}
 
 

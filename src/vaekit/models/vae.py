@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ModelConfig, TrainConfig
 from .base import LatentModel
 from .networks import build_networks, mlp
-from .priors import build_prior, gaussian_kl, gaussian_kl_per_dim, gaussian_log_density
+from .priors import WithPrior, build_prior, gaussian_kl_per_dim, gaussian_log_density
 
 LOGVAR_RANGE = (-30.0, 20.0)  # exp() of the log-variance stays finite in fp32 and bf16
 
@@ -53,12 +53,13 @@ class LowerLayer(nn.Module):
         return _gaussian(self.conditional_prior(z_above))
 
 
-class VAE(LatentModel):
+class VAE(WithPrior, LatentModel):
     """Encoder -> (mu, logvar) of q(z|x); z = mu + sigma * eps; decoder -> likelihood parameters. The prior is
     ``self.prior`` and the layers below the code are ``self.lower`` (bottom first; empty for one layer)."""
 
     variational = True
     importance_sampled = True
+    learned_prior = True
     layered = True
     scores = ("mse", "recon", "elbo")
 
@@ -87,31 +88,6 @@ class VAE(LatentModel):
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    def log_prior(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) of codes (..., L) under the model's prior: (...), fp32."""
-        return self.prior.log_prob(z, self.encode)
-
-    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n codes from the model's prior p(z): (n, L)."""
-        return self.prior.sample(n, self.encode, generator)
-
-    def code_spread(self, codes: torch.Tensor) -> torch.Tensor:
-        """The prior's standard deviation of each dim (1 for N(0, I)): pictures scan the prior's spread."""
-        if self.prior.analytic:
-            return torch.ones(codes.shape[-1])
-        return self.prior.marginal_moments(self.encode)[1].detach().clamp(min=1e-12).sqrt().cpu()
-
-    @torch.no_grad()
-    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
-        """How much each dim of the code is used, summed over the items x (B, ...): (L,) nats. With N(0, I) the
-        exact KL(q(z_j|x) || p(z_j)); with a learned prior, the KL against the Gaussian with the prior's mean and
-        variance in that dim (a mixture's marginal has no closed-form KL)."""
-        mu, logvar = (t.float() for t in self.encode(x))
-        if self.prior.analytic:
-            return gaussian_kl_per_dim(mu, logvar).sum(0)
-        mean, var = self.prior.marginal_moments(self.encode)
-        return gaussian_kl_per_dim(mu, logvar, mean, var.clamp(min=1e-12).log()).sum(0)
-
     # --- the hierarchy ----------------------------------------------------------------------------------
     def _posterior(self, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None,
                    at_mean: bool = False, shared: bool = False) -> list[tuple[torch.Tensor, ...]]:
@@ -128,6 +104,7 @@ class VAE(LatentModel):
     @staticmethod
     def _draw(mu: torch.Tensor, logvar: torch.Tensor, k: int | None, generator: torch.Generator | None,
               at_mean: bool, shared: bool) -> torch.Tensor:
+        """A reparameterised draw from N(mu, exp(logvar)): mu's shape, or (K, *mu.shape) with ``k``."""
         if at_mean:
             return mu if k is None else mu.expand(k, *mu.shape)
         if k is None and not shared:
@@ -182,11 +159,7 @@ class VAE(LatentModel):
         z_{l+1}), else (B, 1), the one-sample estimate log q(z|x) - log p(z) (Tomczak & Welling 2018, eq. 8)."""
         layers = self._posterior(x, generator=generator, at_mean=at_mean)
         recon = -self.likelihood.log_prob(self._params(layers), target.flatten(1).float())
-        z, mu, logvar = layers[0]
-        if self.prior.analytic:
-            kls = [gaussian_kl_per_dim(mu.float(), logvar.float())]  # (B, L)
-        else:
-            kls = [(gaussian_log_density(z, mu, logvar) - self.log_prior(z))[:, None]]  # (B, 1)
+        kls = [self.code_kl(*layers[0])]  # (B, L) or (B, 1)
         for (z_above, *_), (_, mu_l, logvar_l), layer in zip(layers[:-1], layers[1:], reversed(self.lower)):
             p_mu, p_logvar = layer.p(z_above)
             kls.append(gaussian_kl_per_dim(mu_l.float(), logvar_l.float(), p_mu.float(), p_logvar.float()))
