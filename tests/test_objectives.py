@@ -136,7 +136,7 @@ def test_free_bits_objective(digits_run):
 
 @pytest.mark.parametrize("settings", [dict(beta=4.0), dict(iw_samples=5), dict(kl_warmup=3.0, free_bits=0.1),
                                       dict(likelihood="gaussian-learned", binarize="none"),
-                                      dict(arch="conv", hidden=(64,)), dict(gated=True, hierarchy=(8,)),
+                                      dict(arch="conv", hidden=(64,)), dict(hierarchy=(8,)),
                                       dict(arch="conv", hidden=(64,), hierarchy=(8,), prior="vamp",
                                            prior_components=10, iw_samples=3)], ids=str)
 def test_variants_train_on_digits(settings, tmp_path):

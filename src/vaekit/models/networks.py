@@ -15,24 +15,11 @@ from ..config import ModelConfig
 from ..errors import VaekitError
 
 
-class GatedLinear(nn.Module):
-    """A gated dense unit, h = (W x + b) * sigmoid(V x + c) (Dauphin et al. 2017), the hidden layer of the VampPrior
-    paper's networks (Tomczak & Welling 2018, sec. 5): (..., fan_in) -> (..., fan_out)."""
-
-    def __init__(self, fan_in: int, fan_out: int):
-        super().__init__()
-        self.value, self.gate = nn.Linear(fan_in, fan_out), nn.Linear(fan_in, fan_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.value(x) * torch.sigmoid(self.gate(x))
-
-
-def mlp(sizes: list[int], gated: bool = False) -> nn.Sequential:
-    """Dense layers with a ReLU after each: sizes [a, b, c] -> Linear(a, b), ReLU, Linear(b, c), ReLU; with
-    ``gated``, GatedLinear(a, b), GatedLinear(b, c)."""
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Dense layers with a ReLU after each: sizes [a, b, c] -> Linear(a, b), ReLU, Linear(b, c), ReLU."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [GatedLinear(fan_in, fan_out)] if gated else [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
     return nn.Sequential(*layers)
 
 
@@ -59,7 +46,7 @@ class ConvEncoder(nn.Module):
         for fan_in, fan_out in zip((c, *cfg.conv_channels[:-1]), cfg.conv_channels):
             layers += [nn.Conv2d(fan_in, fan_out, kernel_size=4, stride=2, padding=1), nn.ReLU()]
         flat = cfg.conv_channels[-1] * math.prod(sizes[-1])
-        self.net = nn.Sequential(*layers, nn.Flatten(), mlp([flat, *cfg.hidden], cfg.gated),
+        self.net = nn.Sequential(*layers, nn.Flatten(), mlp([flat, *cfg.hidden]),
                                  nn.Linear(cfg.hidden[-1], code_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,7 +61,7 @@ class ConvDecoder(nn.Module):
         c, h, w = cfg.input_shape
         sizes = conv_sizes(h, w, len(cfg.conv_channels))
         self.start = (cfg.conv_channels[-1], *sizes[-1])  # (C_last, h, w)
-        self.dense = nn.Sequential(mlp([cfg.latent_dim, *cfg.hidden[::-1], math.prod(self.start)], cfg.gated))
+        self.dense = nn.Sequential(mlp([cfg.latent_dim, *cfg.hidden[::-1], math.prod(self.start)]))
         channels = (*cfg.conv_channels[::-1], out_channels)  # e.g. 64 -> 32 -> C
         layers: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(channels[:-1], channels[1:])):
@@ -93,13 +80,13 @@ class ConvDecoder(nn.Module):
 
 class MLPEncoder(nn.Sequential):
     def __init__(self, cfg: ModelConfig, code_dim: int):
-        super().__init__(nn.Flatten(), mlp([math.prod(cfg.input_shape), *cfg.hidden], cfg.gated),
+        super().__init__(nn.Flatten(), mlp([math.prod(cfg.input_shape), *cfg.hidden]),
                          nn.Linear(cfg.hidden[-1], code_dim))
 
 
 class MLPDecoder(nn.Sequential):
     def __init__(self, cfg: ModelConfig, out_channels: int):
-        super().__init__(mlp([cfg.latent_dim, *cfg.hidden[::-1]], cfg.gated),
+        super().__init__(mlp([cfg.latent_dim, *cfg.hidden[::-1]]),
                          nn.Linear(cfg.hidden[0], math.prod(cfg.input_shape)))
 
 
