@@ -85,3 +85,16 @@ def test_compiled_training_on_the_gpu(tmp_path):
                           progress=False, pictures=False)
     val = [m["val_loss"] for m in result.metrics]
     assert len(val) == 3 and val[-1] < val[0]
+
+
+def test_the_vampprior_hvae_trains_samples_and_estimates_its_likelihood_on_the_gpu(tmp_path):
+    run = tmp_path / "hvae"
+    result = vaekit.train(dataset="digits", epochs=15, device="cuda", run_dir=run, progress=False, pictures=False,
+                          hierarchy=(8,), latent_dim=4, prior="vamp", prior_components=50)
+    val = [m["val_loss"] for m in result.metrics]
+    assert val[-1] < 0.95 * val[0]
+    assert vaekit.sample(run, 16, seed=0).shape == (16, 1, 8, 8)
+    r = vaekit.evaluate(run, nll=True, k=200, device="cuda")
+    assert r["nll"] < r["loss"] + 3 * r["nll_stderr"]
+    cpu = vaekit.evaluate(run, nll=True, k=200, device="cpu")
+    assert r["nll"] == pytest.approx(cpu["nll"], abs=0.5)  # different generators: within sampling noise

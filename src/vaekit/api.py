@@ -234,8 +234,8 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
 @torch.no_grad()
 def sample(run: Run, n: int = 64, *, seed: int = 0) -> np.ndarray:
     """``n`` new items decoded from the model's prior (a VAE's own: N(0, I), a mixture or the VampPrior, through
-    every stochastic layer; an AE's Gaussian fitted to its training
-    codes, saved with it): (n, *item_shape), the likelihood's mean. Reproducible for a given ``seed``."""
+    every stochastic layer; an AE's Gaussian fitted to its training codes, saved with it): (n, *item_shape), the
+    likelihood's mean. Reproducible for a given ``seed``."""
     if n < 1:
         raise VaekitError(f"number of samples must be at least 1, got {n}")
     model, _ = load_model(run)
