@@ -105,7 +105,7 @@ class LatentModel(nn.Module):
     def code_spread(self, codes: torch.Tensor) -> torch.Tensor:
         """How far to scan each latent dim in pictures, (L,): the spread of the items' codes (N, L) here; a VAE
         scans its prior's."""
-        return codes.float().std(0)
+        return codes.float().std(0, correction=0)  # as numpy: 0, not NaN, for a single code
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Expected reconstruction from the deterministic code: (B, ...) -> (B, *input_shape)."""
