@@ -3,7 +3,9 @@ evenly over the classes, drawn with seeds 0..draws-1; the other training images 
 vaekit's semi-supervised VAEs beside baselines measured in the same run and the published figures.
 
     python bench/few_labels.py [--dataset mnist] [--labels 100 600 1000 3000] [--draws 5] [--minutes 30]
-                               [--methods logreg label-spreading self-training m2 m1+m2]
+                               [--methods logreg label-spreading self-training m2 m2+consistency m1+m2]
+                               [--first-draw 0] [--out FILE]
+    python bench/few_labels.py --merge A.json B.json ...   # one table from runs split over processes
 
 Methods:
   logreg           scikit-learn LogisticRegression on the N labelled images alone (pixels in [0, 1])
@@ -12,6 +14,8 @@ Methods:
   self-training    sklearn.semi_supervised.SelfTrainingClassifier over LogisticRegression on the same PCA features
   m2               `vaekit train --model m2 --labels N --labels-seed D` (Kingma et al. 2014's M2: MLP 500 hidden,
                    latent 50), trained for --minutes (its time budget, --max-minutes)
+  m2+consistency   the same M2 with `--consistency C` (default 1): FixMatch's term (Sohn et al. 2020) on q(y|x),
+                   a strongly augmented view of each image learns its label or the confident class of a weak view
   m1+m2            vaekit.SemiSupervisedVAE(m1_latent_dim=50): M1 (VAE, 500 hidden, latent 50) on all training
                    images, then M2 on its codes; --m1m2-epochs epochs for each part
 
@@ -47,7 +51,7 @@ PUBLISHED = {
     "Ladder network (Rasmus et al. 2015)": {100: "1.06 +- 0.37"},
     "ADGM (Maaloe et al. 2016)": {100: "0.96 +- 0.02"},
 }
-METHODS = ["logreg", "label-spreading", "self-training", "m2", "m1+m2"]
+METHODS = ["logreg", "label-spreading", "self-training", "m2", "m2+consistency", "m1+m2"]
 
 
 def pca_features(x_train: np.ndarray, x_test: np.ndarray, n: int = 50) -> tuple[np.ndarray, np.ndarray]:
@@ -77,12 +81,13 @@ def run_method(method: str, args, n_labels: int, draw: int, data: dict) -> dict:
 
         model = SelfTrainingClassifier(LogisticRegression(max_iter=2000), threshold=0.9, max_iter=10)
         accuracy = model.fit(data["pca_train"], y_few).score(data["pca_test"], data["y_test"])
-    elif method == "m2":
+    elif method in ("m2", "m2+consistency"):
         with tempfile.TemporaryDirectory() as tmp:
             result = vaekit.train(dataset=args.dataset, data_dir=str(args.data_dir / args.dataset), model="m2",
                                   labels=n_labels, labels_seed=draw, hidden=(500,), latent_dim=50, epochs=10_000,
                                   max_minutes=args.minutes, batch_size=args.batch_size, lr=1e-3,
                                   lr_schedule="constant", seed=draw, run_dir=Path(tmp) / "run", progress=False,
+                                  consistency=args.consistency if method == "m2+consistency" else 0.0,
                                   pictures=False)
             accuracy = json.loads((result.run_dir / "summary.json").read_text())["test_accuracy"]
     elif method == "m1+m2":
@@ -93,7 +98,7 @@ def run_method(method: str, args, n_labels: int, draw: int, data: dict) -> dict:
         accuracy = model.score(data["images_test"], data["y_test"])
     else:
         raise ValueError(method)
-    return {"error": 100 * (1 - accuracy), "seconds": time.perf_counter() - started}
+    return {"draw": draw, "error": 100 * (1 - accuracy), "seconds": time.perf_counter() - started}
 
 
 def main() -> None:
@@ -102,12 +107,18 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--labels", type=int, nargs="+", default=[100, 600, 1000, 3000])
     parser.add_argument("--draws", type=int, default=5)
+    parser.add_argument("--first-draw", type=int, default=0, help="draws first-draw .. first-draw + draws - 1, so "
+                                                                  "processes can split them (see --merge)")
+    parser.add_argument("--consistency", type=float, default=1.0, help="m2+consistency's --consistency")
+    parser.add_argument("--merge", type=Path, nargs="+", help="print one table from these result files")
     parser.add_argument("--minutes", type=float, default=30.0, help="m2's training budget per model")
     parser.add_argument("--m1m2-epochs", type=int, default=100, help="epochs of each part of m1+m2")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    if args.merge:
+        return merge(args.merge)
     out = args.out or HERE / "results" / f"few_labels_{args.dataset}.json"
 
     cfg = vaekit.DataConfig(dataset=args.dataset, data_dir=str(args.data_dir / args.dataset))
@@ -121,38 +132,62 @@ def main() -> None:
     for n in args.labels:
         for method in args.methods:
             runs = []
-            for draw in range(args.draws):
+            for draw in range(args.first_draw, args.first_draw + args.draws):
                 y_few = keep_labels(train, n, seed=draw).y
                 data = dict(x_train=x_train, x_test=x_test, images_train=images_train, images_test=images_test,
                             pca_train=pca_train, pca_test=pca_test, y_test=test.y, y_few=y_few)
                 runs.append(run_method(method, args, n, draw, data))
                 print(f"{args.dataset} {n} labels, draw {draw}, {method}: error {runs[-1]['error']:.2f} % "
                       f"({runs[-1]['seconds']:.0f} s)", flush=True)
-            errors = [r["error"] for r in runs]
-            results.setdefault(str(n), {})[method] = {
-                "runs": runs, "mean": statistics.fmean(errors),
-                "std": statistics.stdev(errors) if len(errors) > 1 else 0.0}
+            results.setdefault(str(n), {})[method] = summarise(runs)
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": args.dataset, "draws": args.draws,
-              "labels": args.labels, "minutes": args.minutes, "m1m2_epochs": args.m1m2_epochs,
+              "first_draw": args.first_draw, "labels": args.labels, "minutes": args.minutes,
+              "consistency": args.consistency, "m1m2_epochs": args.m1m2_epochs,
               "batch_size": args.batch_size, "train_items": len(train), "test_items": len(test),
               "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
                           "torch": torch.__version__},
               "results": results, "published_mnist": PUBLISHED, "total_seconds": time.perf_counter() - started}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    print(f"\n**{args.dataset}: test error (%) over the {len(test)} test images, mean +- std over {args.draws} "
-          f"draws of the labelled set**\n")
-    print("| method | " + " | ".join(f"{n} labels" for n in args.labels) + " |")
-    print("| --- |" + " --- |" * len(args.labels))
-    for method in args.methods:
-        cells = [f"{results[str(n)][method]['mean']:.2f} +- {results[str(n)][method]['std']:.2f}"
-                 for n in args.labels]
-        print(f"| {method} (this run) | " + " | ".join(cells) + " |")
-    if args.dataset == "mnist":
-        for name, row in PUBLISHED.items():
-            print(f"| {name} | " + " | ".join(row.get(n, "-") for n in args.labels) + " |")
+    print_table(args.dataset, results)
     print(f"\nwrote {out} ({report['total_seconds']:.0f} s)")
 
+
+def summarise(runs: list[dict]) -> dict:
+    errors = [r["error"] for r in runs]
+    return {"runs": runs, "mean": statistics.fmean(errors),
+            "std": statistics.stdev(errors) if len(errors) > 1 else 0.0}
+
+
+def merge(paths: list[Path]) -> None:
+    """One table from result files of one dataset: each method's runs pooled over the files (a later file's
+    run of the same draw replaces an earlier one's)."""
+    reports = [json.loads(p.read_text()) for p in paths]
+    pooled: dict = {}
+    for report in reports:
+        for n, methods in report["results"].items():
+            for method, result in methods.items():
+                by_draw = pooled.setdefault(n, {}).setdefault(method, {})
+                for i, run in enumerate(result["runs"]):
+                    by_draw[run.get("draw", i)] = {**run, "file": report.get("date")}
+    results = {n: {m: summarise([runs[d] for d in sorted(runs)]) for m, runs in methods.items()}
+               for n, methods in pooled.items()}
+    print_table(reports[0]["dataset"], results)
+
+
+def print_table(dataset: str, results: dict) -> None:
+    labels = sorted(results, key=int)
+    methods = [m for m in METHODS if any(m in results[n] for n in labels)]
+    print(f"\n**{dataset}: test error (%) over the test images, mean +- std over the draws (n)**\n")
+    print("| method | " + " | ".join(f"{n} labels" for n in labels) + " |")
+    print("| --- |" + " --- |" * len(labels))
+    for method in methods:
+        cells = [f"{r['mean']:.2f} +- {r['std']:.2f} ({len(r['runs'])})" if (r := results[n].get(method)) else "-"
+                 for n in labels]
+        print(f"| {method} (measured) | " + " | ".join(cells) + " |")
+    if dataset == "mnist":
+        for name, row in PUBLISHED.items():
+            print(f"| {name} | " + " | ".join(row.get(int(n), "-") for n in labels) + " |")
 
 if __name__ == "__main__":
     main()

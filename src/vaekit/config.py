@@ -140,6 +140,12 @@ class TrainConfig:
     iw_samples: int = setting(1, "train on the IWAE bound with K > 1 importance samples")
     alpha: float | None = setting(None, "m2: weight of the labelled items' classification loss (default 0.1 x "
                                         "unlabelled / labelled items, as in Kingma et al. 2014)")
+    consistency: float = setting(0.0, "m2 on images: weight, in units of --alpha, of the consistency between "
+                                      "augmented views of each item's class (FixMatch, Sohn et al. 2020): a strongly "
+                                      "augmented view learns the item's label, or an unlabelled item's class under a "
+                                      "weakly augmented view where q(y|x) is confident (0: off, the default)")
+    consistency_threshold: float = setting(0.95, "m2: the confidence q(y|x) of a weak view that makes its class a "
+                                                 "target under --consistency (default 0.95)")
     max_minutes: float | None = setting(None, "wall-clock budget, a cap: an epoch starts only if one as long as "
                                               "the last still fits")
     patience: int | None = setting(None, "early stopping: stop after N epochs without a better validation loss",

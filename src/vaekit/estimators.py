@@ -652,6 +652,11 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         Weight of the labelled items' classification loss. None: 0.1 x unlabelled / labelled items (the
         paper's 0.1 N, in batch means). The labelled items are repeated so they make about a quarter of each
         epoch's rows.
+    consistency, consistency_threshold : float
+        Images only (M2 on X itself): weight, in units of ``alpha``, of FixMatch's consistency term (Sohn et al.
+        2020): q(y|x) of a strongly augmented view (rotated, scaled, shifted) learns each labelled item's class and
+        each unlabelled item's class under a weakly augmented (shifted) view where that is at least
+        ``consistency_threshold`` probable. 0 (the default): Kingma et al.'s M2 alone.
     m1_latent_dim : int or None
         M1+M2: first fit a ``vaekit.VAE`` with this code size (M1) on all of X, unsupervised, then M2 on its
         posterior means (an MLP, Gaussian likelihood). None: M2 on X itself.
@@ -676,7 +681,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
 
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
-                 alpha: float | None = None, m1_latent_dim: int | None = None, prior: str = "normal",
+                 alpha: float | None = None, consistency: float = 0.0, consistency_threshold: float = 0.95,
+                 m1_latent_dim: int | None = None, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
                  batch_size: int | None = None, optimizer: str = "adam", lr: float | None = None,
                  lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,
@@ -685,7 +691,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         _store_params(self, locals())
 
     def _objective_overrides(self) -> dict[str, Any]:
-        return dict(alpha=self.alpha, prior=self.prior, prior_components=self.prior_components)
+        return dict(alpha=self.alpha, consistency=self.consistency, consistency_threshold=self.consistency_threshold,
+                    prior=self.prior, prior_components=self.prior_components)
 
     def fit(self, X: Any, y: Any) -> "SemiSupervisedVAE":
         """Train on every row of ``X``; ``y`` (N,) labels with -1 for the unlabelled rows. Returns ``self``."""
@@ -705,6 +712,9 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
             self.m1_ = self.m2_ = None
             return self._fit(self._check_X(X, reset=True), index)
         # M1+M2 (Kingma et al. 2014, sec. 3.1.3): M2 learns on M1's codes
+        if self.consistency:
+            raise ValueError("consistency compares augmented views of images; with m1_latent_dim, M2 sees M1's "
+                             "codes instead: use one or the other")
         m1 = VAE(latent_dim=self.m1_latent_dim, hidden=self.hidden, arch=self.arch, conv_channels=self.conv_channels,
                  likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma, epochs=self.epochs,
                  batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule, standardize=self.standardize,

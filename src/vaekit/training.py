@@ -99,6 +99,9 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if not MODELS[cfg.model.model].variational and (t.iw_samples > 1 or t.beta != 1 or t.free_bits or t.kl_warmup):
         raise VaekitError(f"beta, --kl-warmup, --free-bits and --iw-samples apply to a VAE, not --model "
                           f"{cfg.model.model}")
+    if t.consistency and not MODELS[cfg.model.model].uses_labels:
+        raise VaekitError(f"--consistency trains a classifier from labels; it applies to --model m2, not "
+                          f"{cfg.model.model}")
     if cfg.data.noise:
         parse_noise(cfg.data.noise)
         if likelihood != "bernoulli":
@@ -133,6 +136,13 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
                               "changes shape every batch, so the step would recompile; train without --compile")
         if alpha is not None and not alpha > 0:  # 0 would leave the classifier untrained
             raise VaekitError(f"--alpha must be > 0, got {alpha:g}")
+        if t.consistency:
+            if not t.consistency > 0 or not 0 <= t.consistency_threshold <= 1:
+                raise VaekitError(f"--consistency must be >= 0 and --consistency-threshold in [0, 1], got "
+                                  f"{t.consistency:g} and {t.consistency_threshold:g}")
+            if not train.is_image:  # its views are shifted, rotated and scaled images
+                raise DataError(f"{train.name}: --consistency compares augmented views of images (C, H, W); items "
+                                f"have shape {train.item_shape}")
         n_classes = int(train.y[known].max()) + 1
         if alpha is None:  # Kingma et al. 2014, sec. 4.2: alpha = 0.1 N, in batch means per unlabelled/labelled
             alpha = 0.1 * max(1, int((~known).sum())) / int(known.sum())

@@ -1,7 +1,11 @@
-"""Corruptions for denoising: ``gaussian:SIGMA``, ``masking:P``, ``salt-pepper:P`` on items in [0, 1]."""
+"""Corruptions for denoising (``gaussian:SIGMA``, ``masking:P``, ``salt-pepper:P`` on items in [0, 1]) and the
+random affine views of images that consistency training compares."""
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
 
 from ..errors import VaekitError
 
@@ -36,3 +40,29 @@ def corrupt(x: torch.Tensor, spec: str, generator: torch.Generator | None = None
         return x.masked_fill(u < level, 0.0)
     salt = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) < 0.5
     return torch.where(u < level, salt.to(x.dtype), x)
+
+
+# Views of images for consistency training (FixMatch, Sohn et al. 2020, sec. 2.3): a weak view shifts the image by
+# up to 2/28 of its size (2 px on MNIST); a strong one also rotates it by up to 20 degrees and scales it by up to
+# 15 %, shifted by up to 3/28. Measured on MNIST with 100 labels: the strong view's rotation and scale matter, as
+# digits vary in slant and size more than in place.
+WEAK_VIEW = {"rotation": 0.0, "scale": 0.0, "shift": 2 / 28}
+STRONG_VIEW = {"rotation": 20.0, "scale": 0.15, "shift": 3 / 28}
+
+
+def random_affine(x: torch.Tensor, rotation: float, scale: float, shift: float,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Each image of x (B, C, H, W) rotated by up to ``rotation`` degrees, scaled by a factor in 1 +- ``scale`` and
+    shifted by up to ``shift`` of its width and height (uniform draws), bilinear, zeros outside: (B, C, H, W)."""
+    b = len(x)
+
+    def uniform(*shape: int) -> torch.Tensor:  # in [-1, 1)
+        return torch.rand(shape, generator=generator, device=x.device, dtype=torch.float32) * 2 - 1
+
+    angle = uniform(b) * rotation * math.pi / 180
+    zoom = 1 + uniform(b) * scale
+    offset = uniform(b, 2) * shift * 2  # affine_grid's coordinates span [-1, 1]: a width is 2
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([torch.stack([cos, -sin, offset[:, 0]], 1), torch.stack([sin, cos, offset[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (B, H, W, 2): where each output pixel reads
+    return F.grid_sample(x.float(), grid, align_corners=False).to(x.dtype)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, TrainConfig
+from ..data.transforms import STRONG_VIEW, WEAK_VIEW, random_affine
 from ..errors import VaekitError
 from .base import LatentModel
 from .networks import build_networks
@@ -25,7 +26,8 @@ class M2(WithPrior, LatentModel):
       labelled:   L(x, y) = -E_q(z|x,y)[log p(x|y,z)] + KL(q(z|x,y) || p(z)) - log p(y)
       unlabelled: U(x) = sum_y q(y|x) L(x, y) - H(q(y|x))  (every class decoded: K decoder passes per item)
     Training minimises mean_l L + mean_u U + alpha * mean_l [-log q(y|x)] over a batch's labelled (l) and
-    unlabelled (u) items (eq. 9, with the batch means of Wohlert's reference code). Under torchrun each rank takes
+    unlabelled (u) items (eq. 9, with the batch means of Wohlert's reference code), plus, with ``consistency`` c
+    on images, alpha * c * mean [``consistency_loss``] over the whole batch. Under torchrun each rank takes
     these means over its own slice of the batch and DDP averages the gradients: the weighting of a batch split in
     equal slices, near the global batch's (the labelled share of a slice varies about the epoch's quarter).
 
@@ -159,7 +161,24 @@ class M2(WithPrior, LatentModel):
                 loss = loss + bound[part].mean()
         if known.any():
             loss = loss + cfg.alpha * terms["ce"][known].mean()
+        if cfg.consistency:
+            every = labels if labels is not None else torch.full_like(known, -1, dtype=torch.long)
+            loss = loss + cfg.alpha * cfg.consistency * self.consistency_loss(x, every,
+                                                                              cfg.consistency_threshold).mean()
         return loss, terms
+
+    def consistency_loss(self, x: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:
+        """FixMatch's term (Sohn et al. 2020, eq. 4), with the labelled items in it: -log q(y*|strong view of x),
+        where y* is the item's label, or, for an unlabelled item, the class q(y | weak view of x) gives at least
+        ``threshold`` (no gradient through that guess); 0 for an item without either. x (B, C, H, W) images,
+        labels (B,) ints (-1 = unlabelled) -> (B,)."""
+        with torch.no_grad():
+            confidence, guess = self.class_logits(random_affine(x, **WEAK_VIEW)).float().softmax(-1).max(-1)
+        known = labels >= 0
+        target = torch.where(known, labels, guess)  # (B,)
+        counted = known | (confidence >= threshold)
+        logits = self.class_logits(random_affine(x, **STRONG_VIEW)).float()  # (B, K)
+        return F.cross_entropy(logits, target, reduction="none") * counted
 
     def anomaly_score(self, x: torch.Tensor, score: str, samples: int = 0,
                       generator: torch.Generator | None = None) -> torch.Tensor:
