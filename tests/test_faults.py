@@ -157,3 +157,38 @@ def test_grad_clip_is_applied(tmp_path):
 def _errors(stderr: str) -> list[str]:
     """stderr's lines other than vaekit's warnings."""
     return [line for line in stderr.splitlines() if not line.startswith("vaekit: warning:")]
+
+
+def test_resume_goes_on_from_a_checkpoint_inside_an_epoch_and_trains_as_if_never_stopped(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from safetensors.torch import load_file
+
+    # batch 16: about 75 steps an epoch, so the progress refreshes at steps 25, 50 and 75 can checkpoint;
+    # --checkpoint-minutes 1e-9: at every one of them
+    flags = ["--dataset", "digits", "--epochs", "3", "--batch-size", "16", "--checkpoint-minutes", "1e-9",
+             "--quiet", "--no-plots", "--device", "cpu"]
+    assert main(["train", *flags, "--run-dir", str(tmp_path / "whole")]) == 0
+    save = runs.save_checkpoint
+
+    def save_then_stop(*args, within=None, **kwargs):
+        save(*args, **{**kwargs, "write": runs.atomic_write}, within=within)  # on disk before the stop
+        if within is not None and args[4] == 1 and within[0] == 50:  # inside epoch 2, at its step 50
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs, "save_checkpoint", save_then_stop)
+    run = tmp_path / "stopped"
+    assert main(["train", *flags, "--run-dir", str(run)]) == 130
+    assert "keeps the checkpoint of step 50 of epoch 2" in capsys.readouterr().err
+    assert [m["epoch"] for m in runs.read_metrics(run)] == [1]
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--quiet", "--no-plots"]) == 0
+    whole, resumed = runs.read_metrics(tmp_path / "whole"), runs.read_metrics(run)
+    assert [m["epoch"] for m in resumed] == [1, 2, 3]
+    for a, b in zip(whole, resumed):  # epoch 2's training loss sums the steps before and after the stop
+        assert a["train_loss"] == b["train_loss"] and a["val_loss"] == b["val_loss"]
+    for name in (runs.MODEL_FILE, runs.CHECKPOINT_FILE):
+        a, b = load_file(tmp_path / "whole" / name), load_file(run / name)
+        weights = [k for k in a if not k.startswith(("optim.", "rng."))]
+        assert weights and all(torch.equal(a[k], b[k]) for k in weights), name  # the same weights, bit for bit
+    assert main(["train", *flags[:-2], "--checkpoint-minutes", "-1", "--run-dir", str(tmp_path / "bad")]) == 2
+    assert "--checkpoint-minutes must be >= 0" in capsys.readouterr().err and not (tmp_path / "bad").exists()

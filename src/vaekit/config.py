@@ -148,6 +148,9 @@ class TrainConfig:
                                                  "target under --consistency (default 0.95)")
     max_minutes: float | None = setting(None, "wall-clock budget, a cap: an epoch starts only if one as long as "
                                               "the last still fits")
+    checkpoint_minutes: float = setting(10.0, "also checkpoint inside an epoch once this many minutes have passed "
+                                              "since the last checkpoint, so --resume goes on from that step (long "
+                                              "or streamed epochs; default 10; 0: at epoch ends only)")
     patience: int | None = setting(None, "early stopping: stop after N epochs without a better validation loss",
                                    parse="positive")
     precision: Precision = setting("auto", "bf16 autocast where the hardware has it (auto, the default) or plain "

@@ -276,9 +276,14 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
                     epoch: int, standardizer: Standardizer | None, best: float | None,
-                    write: Callable[[Path, bytes], None] = atomic_write) -> None:
-    """One self-describing record: weights, optimiser state, RNG state, epoch, best validation loss."""
+                    write: Callable[[Path, bytes], None] = atomic_write,
+                    within: tuple[int, torch.Tensor] | None = None) -> None:
+    """One self-describing record: weights, optimiser state, RNG state, epochs done, best validation loss; and,
+    for a checkpoint taken inside epoch ``epoch + 1``, ``within`` = (its steps done, the sums of its training
+    terms so far (T + 1,), as ``training.train_epoch`` keeps them)."""
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    if within is not None:
+        tensors["epoch_sums"] = within[1].detach().double().cpu().contiguous()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     state = optimizer.state_dict()
@@ -286,13 +291,14 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         for key, value in slots.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     extra = {"epoch": str(epoch), "param_groups": json.dumps(state["param_groups"]),
-             "best_val_loss": json.dumps(best)}
+             "best_val_loss": json.dumps(best), "step": str(0 if within is None else within[0])}
     save_model(path, model, cfg, standardizer, extra=extra, extra_tensors=tensors, write=write)
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-                    ) -> tuple[int, float | None]:
-    """Restore weights, optimiser and RNG state in place; returns (epoch, best validation loss)."""
+                    ) -> tuple[int, float | None, tuple[int, torch.Tensor] | None]:
+    """Restore weights, optimiser and RNG state in place; returns (epochs done, best validation loss, ``within``
+    of a checkpoint taken inside the next epoch, else None)."""
     tensors, metadata = read_safetensors(path)
     device = next(model.parameters()).device
     _load_state(model, _model_weights(tensors))
@@ -305,4 +311,6 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return int(metadata["epoch"]), json.loads(metadata.get("best_val_loss", "null"))
+    step = int(metadata.get("step", "0"))  # checkpoints written before mid-epoch ones have no step
+    within = (step, tensors["epoch_sums"]) if step else None
+    return int(metadata["epoch"]), json.loads(metadata.get("best_val_loss", "null")), within

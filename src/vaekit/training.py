@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -46,8 +46,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 def interrupted_message(run_dir: Path) -> str:
     checkpoint = run_dir / runs.CHECKPOINT_FILE
     if checkpoint.is_file():
-        epoch = runs.read_safetensors(checkpoint)[1].get("epoch")
-        return (f"interrupted; {run_dir} keeps the checkpoint of epoch {epoch} (and the model of its best epoch); "
+        metadata = runs.read_safetensors(checkpoint)[1]
+        epoch, step = int(metadata.get("epoch", 0)), int(metadata.get("step", "0"))
+        where = f"step {step} of epoch {epoch + 1}" if step else f"epoch {epoch}"
+        return (f"interrupted; {run_dir} keeps the checkpoint of {where} (and the model of its best epoch); "
                 f"continue with: vaekit train --resume {run_dir}")
     if run_dir.is_dir():
         return (f"interrupted before the first epoch ended; {run_dir} holds no checkpoint, only the run's config; "
@@ -82,6 +84,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
         raise VaekitError(f"--patience must be at least 1 epoch, got {t.patience}")
     if t.max_minutes is not None and not t.max_minutes > 0:  # a budget of 0 would train nothing and save no model
         raise VaekitError(f"--max-minutes must be > 0, got {t.max_minutes:g}")
+    if not t.checkpoint_minutes >= 0:
+        raise VaekitError(f"--checkpoint-minutes must be >= 0, got {t.checkpoint_minutes:g}")
     if t.grad_clip is not None and t.grad_clip <= 0:
         raise VaekitError(f"--grad-clip must be > 0, got {t.grad_clip}")
     if cfg.model.gaussian_sigma <= 0:
@@ -271,7 +275,7 @@ class MemoryRecord:
 
 def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.device, resume: bool, overwrite: bool,
            progress: bool) -> TrainResult:
-    model, optimizer, start_epoch, best = _prepare(cfg, run_dir, resume, overwrite, device)
+    model, optimizer, start_epoch, best, within = _prepare(cfg, run_dir, resume, overwrite, device)
     objective = Objective(model, cfg)
     if distributed.world()[1] > 1:
         objective = torch.nn.parallel.DistributedDataParallel(objective)
@@ -291,7 +295,8 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
               f"{steps_per_epoch * cfg.train.epochs} optimiser steps ({len(x_train)} training items, batch "
               f"{cfg.train.batch_size}); a model needs about {FEW_STEPS} or more to learn more than a blur: pass "
               f"--epochs {need}, or leave --epochs unset (about {cfg.train.min_steps} steps)", file=sys.stderr)
-    bar = tqdm(total=steps_per_epoch * cfg.train.epochs, initial=steps_per_epoch * start_epoch,
+    bar = tqdm(total=steps_per_epoch * cfg.train.epochs,
+               initial=steps_per_epoch * start_epoch + (within[0] if within else 0),
                desc=f"train {cfg.data.dataset}", unit="step", disable=not progress, dynamic_ncols=True,
                mininterval=0.5 if sys.stderr.isatty() else 15)  # a log file gets a line every 15 s
     # Tiny weights and gradients late in training become denormal floats, which x86 handles ~100x slower:
@@ -303,6 +308,20 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
+    last_saved = time.monotonic()
+
+    def save_within(epoch: int) -> Callable[[int, torch.Tensor], None]:
+        """A checkpoint inside ``epoch`` once --checkpoint-minutes have passed since the last one (any kind)."""
+        def save(step: int, sums: torch.Tensor) -> None:
+            nonlocal last_saved
+            if not distributed.broadcast(time.monotonic() - last_saved >= 60 * cfg.train.checkpoint_minutes):
+                return  # every rank asks, so all ranks take the same (collective) path
+            if distributed.is_main():
+                runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch - 1,
+                                     splits.standardizer, best, write=writer.write, within=(step, sums))
+            last_saved = time.monotonic()
+        return save
+
     try:
         for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
             # the budget is a cap: an epoch starts only if one as long as the last still fits
@@ -311,7 +330,9 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 break
             started = time.perf_counter()
             try:
-                train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit)
+                train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
+                                          within if epoch == start_epoch + 1 else None,
+                                          save_within(epoch) if run_dir and cfg.train.checkpoint_minutes else None)
             except TrainingDiverged as e:
                 kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
@@ -333,6 +354,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             if message is not None:
                 raise VaekitError(f"rank 0 stopped in epoch {epoch}: {message}")
             last_epoch_seconds = time.perf_counter() - started
+            last_saved = time.monotonic()  # _end_epoch checkpointed
             if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
                 bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
                 break
@@ -420,13 +442,15 @@ def _epochs_since_best(run_dir: Path) -> int:
 
 
 def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool, device: torch.device
-             ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float | None]:
-    """Model and optimiser, fresh or restored from the run's checkpoint; the run folder made ready (rank 0)."""
+             ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float | None, tuple[int, torch.Tensor] | None]:
+    """Model and optimiser, fresh or restored from the run's checkpoint; the run folder made ready (rank 0).
+    Also returns the epochs done, the best validation loss and, for a checkpoint taken inside an epoch, where in
+    that epoch it was (``runs.load_checkpoint``)."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     optimizer = make_optimizer(cfg, model)
     if run_dir is None:  # training in memory
-        return model, optimizer, 0, None
+        return model, optimizer, 0, None, None
     error = None
     if distributed.is_main():
         try:
@@ -439,9 +463,9 @@ def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool
     error = distributed.broadcast(error)  # every rank stops on rank 0's error
     if error is not None:
         raise error
-    start_epoch, best = 0, None
+    start_epoch, best, within = 0, None, None
     if resume and (run_dir / runs.CHECKPOINT_FILE).is_file():
-        start_epoch, best = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
+        start_epoch, best, within = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
     elif resume and distributed.is_main():
         print(f"vaekit: note: {run_dir} has no checkpoint (it was stopped before its first epoch ended), so "
               "training starts at epoch 1", file=sys.stderr)
@@ -449,7 +473,7 @@ def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool
         if resume:
             runs.truncate_metrics(run_dir, start_epoch)  # stopped before the first checkpoint: start over
         runs.write_json(run_dir / runs.CONFIG_FILE, cfg.to_dict())
-    return model, optimizer, start_epoch, best
+    return model, optimizer, start_epoch, best, within
 
 
 def label_repeats(n_known: int, n_free: int, share: float = 0.25) -> int:
@@ -481,21 +505,32 @@ def oversample_labelled(x: torch.Tensor, y: torch.Tensor, share: float = 0.25
 
 
 def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: RunConfig,
-                epoch: int, bar: tqdm, y: torch.Tensor | None = None) -> dict[str, float]:
+                epoch: int, bar: tqdm, y: torch.Tensor | None = None,
+                resumed: tuple[int, torch.Tensor] | None = None,
+                save_within: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, float]:
     """One pass over ``x`` (and its labels ``y``, -1 = unlabelled, for a model that learns from them); returns
     the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf.
 
-    Every rank draws the same global batches and trains on its own slice of each.
+    Every rank draws the same global batches and trains on its own slice of each. ``resumed`` = (steps done,
+    their summed terms) continues an epoch a checkpoint stopped in: the same order, from the next batch.
+    ``save_within(step, sums)`` is called on every rank at each progress refresh before the last step, with the
+    terms summed over all ranks (it decides whether to checkpoint).
     """
     objective.train()
     rank, size, _ = distributed.world()
     sums = torch.zeros(len(TERMS) + 1, device=x.device)  # loss, recon, kl sums and the item count
     shown = 0
+    if resumed is not None:  # the sums were saved summed over ranks: rank 0 carries them
+        shown = resumed[0]
+        if rank == 0:
+            sums += resumed[1].to(sums)
     dtype = autocast_dtype(cfg, x.device)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     steps = math.ceil(len(x) / cfg.train.batch_size)
     for step, index in enumerate(shuffled_batches(len(x), cfg.train.batch_size, cfg.train.seed * 100_003 + epoch,
                                                   x.device), 1):
+        if step <= shown and resumed is not None:
+            continue  # done before the checkpoint this epoch resumes from
         index = index.tensor_split(size)[rank]  # (B / world,)
         batch = x.index_select(0, index)  # (B / world, ...), in x's dtype
         labels = None if y is None else y.index_select(0, index)
@@ -523,6 +558,8 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
             bar.set_postfix(epoch=epoch, loss=f"{running:.2f}", refresh=False)
             bar.update(step - shown)
             shown = step
+            if save_within is not None and step < steps:
+                save_within(step, distributed.sum_across(sums.clone()))
     sums = distributed.sum_across(sums)
     return dict(zip(TERMS, (sums[:-1] / sums[-1]).tolist()))
 
