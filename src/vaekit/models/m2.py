@@ -18,7 +18,7 @@ from ..data.transforms import STRONG_VIEW, WEAK_VIEW, random_affine
 from ..errors import VaekitError
 from .base import LatentModel
 from .networks import build_networks
-from .priors import WithPrior, build_prior
+from .priors import WithPrior, build_prior, reparameterize
 
 
 class M2(WithPrior, LatentModel):
@@ -96,19 +96,13 @@ class M2(WithPrior, LatentModel):
         probs = self.class_logits(x).softmax(-1)
         return self.decode_mean(self._z_params(self.encoder(x), probs)[0], probs)
 
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
-                       ) -> torch.Tensor:
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
-
     # --- the bounds -------------------------------------------------------------------------------------
     def _given_class(self, features: torch.Tensor, y: torch.Tensor, target: torch.Tensor,
                      generator: torch.Generator | None, at_mean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """-log p(x | y, z) at one z ~ q(z | x, y) (its mean with ``at_mean``), and KL(q(z | x, y) || p(z)) (closed
         form under N(0, I), else the one-sample estimate at z): (B,) each; y (B, K) one-hot."""
         mu, logvar = self._z_params(features, y)
-        z = mu if at_mean else self.reparameterize(mu, logvar, generator)
+        z = mu if at_mean else reparameterize(mu, logvar, generator)
         params = self.decode(z, y).float()
         return -self.likelihood.log_prob(params, target.flatten(1).float()), self.code_kl(z, mu, logvar).sum(-1)
 

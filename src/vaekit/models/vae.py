@@ -20,7 +20,7 @@ from torch import nn
 from ..config import ModelConfig, TrainConfig
 from .base import LatentModel
 from .networks import build_networks, mlp
-from .priors import WithPrior, build_prior, gaussian_kl_per_dim, gaussian_log_density
+from .priors import WithPrior, build_prior, gaussian_kl_per_dim, gaussian_log_density, reparameterize
 
 LOGVAR_RANGE = (-30.0, 20.0)  # exp() of the log-variance stays finite in fp32 and bf16
 
@@ -81,13 +81,6 @@ class VAE(WithPrior, LatentModel):
         mu, logvar = self.encode(x)
         return {"mean": mu, "logvar": logvar}  # (B, L) each
 
-    @staticmethod
-    def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
-                       generator: torch.Generator | None = None) -> torch.Tensor:
-        """z = mu + exp(logvar / 2) * eps, eps ~ N(0, I) (Kingma & Welling 2014, eq. 10); (B, L)."""
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        return mu + torch.exp(0.5 * logvar) * eps
-
     # --- the hierarchy ----------------------------------------------------------------------------------
     def _posterior(self, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None,
                    at_mean: bool = False, shared: bool = False) -> list[tuple[torch.Tensor, ...]]:
@@ -108,7 +101,7 @@ class VAE(WithPrior, LatentModel):
         if at_mean:
             return mu if k is None else mu.expand(k, *mu.shape)
         if k is None and not shared:
-            return VAE.reparameterize(mu, logvar, generator)
+            return reparameterize(mu, logvar, generator)
         dtype = torch.promote_types(mu.dtype, torch.float32)  # fp32 draws under bf16 autocast
         mu, logvar = mu.to(dtype), logvar.to(dtype)
         shape = (*(() if k is None else (k,)), *mu.shape)
@@ -135,7 +128,7 @@ class VAE(WithPrior, LatentModel):
         layers = [(z,)]
         for layer in reversed(self.lower):
             mu, logvar = layer.p(layers[-1][0])
-            layers.append((self.reparameterize(mu, logvar, generator) if draw else mu,))
+            layers.append((reparameterize(mu, logvar, generator) if draw else mu,))
         return layers
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
