@@ -5,7 +5,7 @@ vaekit's semi-supervised VAEs beside baselines measured in the same run and the 
     python bench/few_labels.py [--dataset mnist] [--labels 100 600 1000 3000] [--draws 5] [--minutes 30]
                                [--methods logreg label-spreading self-training m2 m2+consistency m1+m2]
                                [--first-draw 0] [--out FILE]
-    python bench/few_labels.py --merge A.json B.json ...   # one table from runs split over processes
+    python bench/few_labels.py --merge A.json B.json ... [--out FILE]   # one table from runs split over processes
 
 Methods:
   logreg           scikit-learn LogisticRegression on the N labelled images alone (pixels in [0, 1])
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.merge:
-        return merge(args.merge)
+        return merge(args.merge, args.out)
     out = args.out or HERE / "results" / f"few_labels_{args.dataset}.json"
 
     cfg = vaekit.DataConfig(dataset=args.dataset, data_dir=str(args.data_dir / args.dataset))
@@ -159,9 +159,10 @@ def summarise(runs: list[dict]) -> dict:
             "std": statistics.stdev(errors) if len(errors) > 1 else 0.0}
 
 
-def merge(paths: list[Path]) -> None:
+def merge(paths: list[Path], out: Path | None = None) -> None:
     """One table from result files of one dataset: each method's runs pooled over the files (a later file's
-    run of the same draw replaces an earlier one's)."""
+    run of the same draw replaces an earlier one's); with ``out``, also the pooled results as one file that
+    names its sources and their settings."""
     reports = [json.loads(p.read_text()) for p in paths]
     pooled: dict = {}
     for report in reports:
@@ -173,6 +174,14 @@ def merge(paths: list[Path]) -> None:
     results = {n: {m: summarise([runs[d] for d in sorted(runs)]) for m, runs in methods.items()}
                for n, methods in pooled.items()}
     print_table(reports[0]["dataset"], results)
+    if out is not None:
+        settings = ("date", "draws", "first_draw", "labels", "minutes", "consistency", "m1m2_epochs", "batch_size",
+                    "machine", "total_seconds")
+        sources = [{"file": p.name, "methods": sorted({m for r in report["results"].values() for m in r}),
+                    **{k: report[k] for k in settings if k in report}} for p, report in zip(paths, reports)]
+        out.write_text(json.dumps({"dataset": reports[0]["dataset"], "merged_from": sources, "results": results,
+                                   "published_mnist": PUBLISHED}, indent=1))
+        print(f"\nwrote {out}")
 
 
 def print_table(dataset: str, results: dict) -> None:
