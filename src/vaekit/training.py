@@ -316,9 +316,10 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             nonlocal last_saved
             if not distributed.broadcast(time.monotonic() - last_saved >= 60 * cfg.train.checkpoint_minutes):
                 return  # every rank asks, so all ranks take the same (collective) path
+            total = distributed.sum_across(sums.clone())  # the epoch's sums so far over all ranks
             if distributed.is_main():
                 runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch - 1,
-                                     splits.standardizer, best, write=writer.write, within=(step, sums))
+                                     splits.standardizer, best, write=writer.write, within=(step, total))
             last_saved = time.monotonic()
         return save
 
@@ -513,8 +514,8 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
 
     Every rank draws the same global batches and trains on its own slice of each. ``resumed`` = (steps done,
     their summed terms) continues an epoch a checkpoint stopped in: the same order, from the next batch.
-    ``save_within(step, sums)`` is called on every rank at each progress refresh before the last step, with the
-    terms summed over all ranks (it decides whether to checkpoint).
+    ``save_within(step, sums)`` is called on every rank at each progress refresh before the last step, with this
+    rank's sums (it decides whether to checkpoint, and sums them over the ranks only then).
     """
     objective.train()
     rank, size, _ = distributed.world()
@@ -559,7 +560,7 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
             bar.update(step - shown)
             shown = step
             if save_within is not None and step < steps:
-                save_within(step, distributed.sum_across(sums.clone()))
+                save_within(step, sums)
     sums = distributed.sum_across(sums)
     return dict(zip(TERMS, (sums[:-1] / sums[-1]).tolist()))
 
