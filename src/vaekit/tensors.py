@@ -2,6 +2,8 @@
 to tensors. Shared by training, the run-folder API, the estimators, pictures and the explorer."""
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import numpy as np
 import torch
 
@@ -52,6 +54,14 @@ def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor | FileTenso
     if isinstance(data.x, FileArray):
         return FileTensor(data.x, device)
     return torch.from_numpy(np.ascontiguousarray(data.x)).to(device)
+
+
+def gather(x: torch.Tensor | FileTensor, indexes: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """x's rows for each index (B,) in turn: one ``index_select`` each, or for a streamed file, read one batch
+    ahead on a background thread."""
+    if isinstance(x, FileTensor):
+        return x.gather_ahead(indexes)
+    return (x.index_select(0, index) for index in indexes)
 
 
 def model_input(batch: torch.Tensor, binarize: str = "none", generator: torch.Generator | None = None

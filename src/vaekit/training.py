@@ -27,7 +27,7 @@ from .errors import DataError, VaekitError
 from .models import MODELS, build_model
 from .anomaly import training_scores
 from .objectives import kl_weight, lr_factor
-from .tensors import as_tensor, autocast_dtype, model_input, pick_device
+from .tensors import as_tensor, autocast_dtype, gather, model_input, pick_device
 
 TERMS = ("loss", "recon", "kl")
 MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves down to 128 on small data
@@ -528,12 +528,10 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     dtype = autocast_dtype(cfg, x.device)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     steps = math.ceil(len(x) / cfg.train.batch_size)
-    for step, index in enumerate(shuffled_batches(len(x), cfg.train.batch_size, cfg.train.seed * 100_003 + epoch,
-                                                  x.device), 1):
-        if step <= shown and resumed is not None:
-            continue  # done before the checkpoint this epoch resumes from
-        index = index.tensor_split(size)[rank]  # (B / world,)
-        batch = x.index_select(0, index)  # (B / world, ...), in x's dtype
+    order = shuffled_batches(len(x), cfg.train.batch_size, cfg.train.seed * 100_003 + epoch, x.device)
+    todo = [(step, index.tensor_split(size)[rank])  # this rank's slice (B / world,) of each global batch
+            for step, index in enumerate(order, 1) if resumed is None or step > shown]  # skip what a resume did
+    for (step, index), batch in zip(todo, gather(x, (index for _, index in todo))):  # batch: (B / world, ...)
         labels = None if y is None else y.index_select(0, index)
         clean = model_input(batch, cfg.data.binarize)
         noisy = corrupt(clean, cfg.data.noise) if cfg.data.noise else clean  # denoising: clean target

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -205,6 +206,21 @@ class FileTensor:
     def split(self, size: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), size):
             yield self[start:start + size]
+
+    def gather_ahead(self, indexes: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The rows of each index (B,) in turn, the next batch read on a background thread while the caller
+        trains on this one: a batch of 512 random rows is 512 ``preadv`` calls (about 2.5 ms here, a quarter of a
+        default MNIST step), which release the GIL and so overlap the step's compute. At most two batches are
+        in memory at once."""
+        with ThreadPoolExecutor(1, thread_name_prefix="vaekit-read") as pool:
+            pending = None
+            for index in indexes:
+                upcoming = pool.submit(self.index_select, 0, index)
+                if pending is not None:
+                    yield pending.result()
+                pending = upcoming
+            if pending is not None:
+                yield pending.result()
 
 
 def available_memory() -> int:
