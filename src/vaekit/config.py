@@ -75,9 +75,11 @@ class DataConfig:
                                        "rest are used unlabelled (--model m2 learns from them; every labelled run "
                                        "reports linear and 5-NN probes of its codes from them)")
     labels_seed: int = setting(0, "which items keep their labels under --labels (a seeded draw; default 0)")
-    stream: Stream = setting("auto", "npy:PATH and parquet:PATH data: on reads the file a batch at a time "
-                                     "(bounded memory), off loads it; auto (default) streams files larger than a "
-                                     "quarter of the available memory")
+    stream: Stream = setting("auto", "npy:PATH, parquet:PATH and folder:PATH data: on reads the items a batch at "
+                                     "a time (bounded memory), off loads them; auto (default) streams data larger "
+                                     "than a quarter of the available memory")
+    workers: int = setting(2, "streamed data: processes that read (decode) training batches ahead; 0: a thread of "
+                              "the training process (default 2)")
 
     def __post_init__(self) -> None:
         _check_choices(self)

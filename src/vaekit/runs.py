@@ -122,6 +122,19 @@ def _stopped_before_first_epoch(path: Path) -> bool:
     return CONFIG_FILE in names and names <= {CONFIG_FILE, METRICS_FILE} and not read_metrics(path)
 
 
+def remove_unstarted(run_dir: Path) -> None:
+    """Remove what a fresh run wrote before it stopped in its first epoch (config.json, an empty metrics file, temp
+    files) and the folder itself if that leaves it empty: a run that could not read its data leaves nothing."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or not _stopped_before_first_epoch(run_dir):
+        return
+    remove_stale_temp_files(run_dir)
+    for name in (CONFIG_FILE, METRICS_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    if not any(run_dir.iterdir()):
+        run_dir.rmdir()
+
+
 def remove_stale_temp_files(run_dir: Path) -> None:
     """Delete temp files that a killed process left behind (``atomic_write`` names them ``.NAME.*.tmp``)."""
     for tmp in Path(run_dir).glob(".*.tmp"):

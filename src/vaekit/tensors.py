@@ -56,11 +56,18 @@ def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor | FileTenso
     return torch.from_numpy(np.ascontiguousarray(data.x)).to(device)
 
 
-def gather(x: torch.Tensor | FileTensor, indexes: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """x's rows for each index (B,) in turn: one ``index_select`` each, or for a streamed file, read one batch
-    ahead on a background thread."""
+def shuffle_plan(x: torch.Tensor | FileTensor, batch_size: int) -> tuple[int, int]:
+    """(block, window) for ``shuffled_batches`` over x: (1, 1), rows shuffled one by one, for items in memory; a
+    streamed file's blocks of rows one read takes and batches read at once."""
+    return x.shuffle_plan(batch_size) if isinstance(x, FileTensor) else (1, 1)
+
+
+def gather(x: torch.Tensor | FileTensor, indexes: Iterable[torch.Tensor], window: int = 1
+           ) -> Iterator[torch.Tensor]:
+    """x's rows for each index (B,) in turn: one ``index_select`` each, or for streamed items, read ``window``
+    batches at a time, one window ahead (``FileTensor.gather_ahead``)."""
     if isinstance(x, FileTensor):
-        return x.gather_ahead(indexes)
+        return x.gather_ahead(indexes, window)
     return (x.index_select(0, index) for index in indexes)
 
 

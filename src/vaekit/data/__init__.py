@@ -19,9 +19,9 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from .download import cache_dir
-from .formats import read_array_file, read_csv, read_image_folder
+from .formats import read_array_file, read_csv
 from .named import DIGIT_NAMES, NAMED, load_named_split
-from .streaming import FileArray, open_npy, parquet_to_npy, should_stream
+from .streaming import FileArray, open_image_folder, open_npy, parquet_to_npy, should_stream
 
 SPLIT_SEED = 0  # the train/val/test split of a source is fixed, whatever the training seed
 FILE_KINDS = ("folder", "npy", "npz", "csv", "parquet")
@@ -193,9 +193,9 @@ def _load_splits(cfg: DataConfig) -> Splits:
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {cfg.val_fraction}")
     kind, arg = parse_spec(cfg.dataset)
-    if cfg.stream == "on" and kind not in ("npy", "parquet"):
-        raise DataError(f"{cfg.dataset}: --stream on maps npy:PATH and parquet:PATH files; this source is read into "
-                        "memory (streaming image folders is not built yet)")
+    if cfg.stream == "on" and kind not in ("npy", "parquet", "folder"):
+        raise DataError(f"{cfg.dataset}: --stream on reads npy:PATH, parquet:PATH and folder:PATH data a batch at a "
+                        "time; this source is read into memory")
     if kind in NAMED:
         name = NAMED[kind]
         train, test = load_data(f"{kind}:train", cfg), load_data(f"{kind}:test", cfg)
@@ -244,20 +244,20 @@ def _digits_split(split: str) -> ArrayData:
 
 def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
     path = Path(arg).expanduser()
-    if kind == "folder":
-        x, y, names = read_image_folder(path, cfg.image_size, cfg.channels)
-        return ArrayData(x, y, f"folder:{path}", names)
+    if kind == "folder":  # indexed once (cached), then decoded a batch at a time or all at once
+        items, y, names = open_image_folder(path, cfg.image_size, cfg.channels, cache_dir() / "folders", cfg.workers)
+        return ArrayData(items if should_stream(items.nbytes, cfg.stream) else np.asarray(items), y, items.name, names)
     if kind == "csv":
         x, y, _, class_names = read_csv(path)
         return ArrayData(x, y, f"csv:{path}", class_names)
     if kind == "npy" and path.is_file() and should_stream(path.stat().st_size, cfg.stream):
-        return ArrayData(open_npy(path), None, f"{kind}:{path}")
+        return ArrayData(open_npy(path, workers=cfg.workers), None, f"{kind}:{path}")
     if kind == "parquet":  # decoded once into a float32 npy in the cache, then streamed or loaded like one
         if not path.is_file():
             raise DataError(f"{path}: no such Parquet file")
         npy, y, _, class_names = parquet_to_npy(path, cache_dir() / "parquet")
         name = f"parquet:{path}"
-        x = open_npy(npy, name) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
+        x = open_npy(npy, name, cfg.workers) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
         return ArrayData(x, y, name, class_names)
     x, y = read_array_file(path)
     return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")

@@ -191,46 +191,71 @@ def _npz_arrays(path: Path, npz) -> tuple[np.ndarray, np.ndarray | None]:
         return npz[xkey], (npz[ykey] if ykey else None)
 
 
-def read_image_folder(root: Path, image_size: tuple[int, int] | None, channels: int | None
-                      ) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...] | None]:
-    """Load every PNG/JPEG under ``root`` as uint8 (N, C, H, W). Sub-folder names become class labels."""
-    from PIL import Image, UnidentifiedImageError
+GRAY_MODES = ("L", "1", "I", "I;16", "LA")  # modes read as one channel; any other makes a folder RGB
 
+
+def image_files(root: Path) -> list[Path]:
+    """Every PNG/JPEG under ``root``, sorted; a one-line DataError for a missing or image-less folder."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: no such folder")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise DataError(f"{root}: no PNG or JPEG images in this folder")
-    images = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                im.load()
-                if im.mode.startswith("I"):  # 16/32-bit grayscale: scale to 8 bits instead of clipping
-                    a = np.asarray(im).astype(np.float64)
-                    im = Image.fromarray(np.clip(np.round(a / 257 if a.max() > 255 else a), 0, 255).astype(np.uint8))
-                images.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise DataError(f"{p}: not a readable image ({e})") from None
-    sizes = {im.size for im in images}
-    if image_size is None and len(sizes) > 1:
-        (w0, h0), (w1, h1) = images[0].size, next(im.size for im in images if im.size != images[0].size)
-        other = files[[im.size for im in images].index((w1, h1))]
-        raise DataError(f"{root}: images differ in size ({files[0].name} is {h0}x{w0}, {other.name} is {h1}x{w1}); "
+    return files
+
+
+def folder_labels(root: Path, files: list[Path]) -> tuple[np.ndarray | None, tuple[str, ...] | None]:
+    """Sub-folder names as class labels (N,) and their sorted names; None, None for a flat folder."""
+    parents = [p.parent.relative_to(root).as_posix() for p in files]
+    if len(set(parents)) < 2:
+        return None, None
+    names = tuple(sorted(set(parents)))
+    return np.searchsorted(np.asarray(names, dtype=object), np.asarray(parents, dtype=object)).astype(np.int64), names
+
+
+def folder_shape(root: Path, files: list[Path], sizes: list[tuple[int, int]], modes: list[str],
+                 image_size: tuple[int, int] | None, channels: int | None) -> tuple[int, int, int]:
+    """The (C, H, W) every image of a folder is read as, from each image's (width, height) and mode: the first
+    image's size unless ``image_size`` is given (images of differing sizes without it are an error), RGB if any
+    image is in colour unless ``channels`` is given."""
+    if image_size is None and len(set(sizes)) > 1:
+        (w0, h0), i = sizes[0], next(i for i, size in enumerate(sizes) if size != sizes[0])
+        w1, h1 = sizes[i]
+        raise DataError(f"{root}: images differ in size ({files[0].name} is {h0}x{w0}, {files[i].name} is {h1}x{w1}); "
                         "pass --image-size to resize them all to one size")
     if channels is None:
-        channels = 3 if any(im.mode not in ("L", "1", "I", "I;16", "LA") for im in images) else 1
+        channels = 3 if any(m not in GRAY_MODES for m in modes) else 1
     if channels not in (1, 3):
         raise DataError(f"{root}: channels must be 1 or 3, got {channels}")
-    size_wh = (image_size[1], image_size[0]) if image_size else images[0].size
-    mode = "L" if channels == 1 else "RGB"
-    arr = np.stack([np.asarray(im.convert(mode).resize(size_wh, Image.BILINEAR)
-                               if im.size != size_wh else im.convert(mode)) for im in images])
-    arr = arr[:, None] if channels == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
-    parents = [p.parent.relative_to(root).as_posix() for p in files]
-    if len(set(parents)) > 1:
-        names = tuple(sorted(set(parents)))
-        labels = np.array([names.index(q) for q in parents], np.int64)
-        return np.ascontiguousarray(arr), labels, names
-    return np.ascontiguousarray(arr), None, None
+    height, width = image_size if image_size else (sizes[0][1], sizes[0][0])
+    return channels, height, width
+
+
+def image_array(im, shape: tuple[int, int, int]) -> np.ndarray:
+    """A loaded PIL image as uint8 (C, H, W) of ``shape``: 16/32-bit grayscale scaled to 8 bits, converted to L or
+    RGB, resized (bilinear) when its size differs. The one conversion of both the in-memory and the streamed
+    folder readers, so the two give the same pixels."""
+    from PIL import Image
+
+    channels, height, width = shape
+    if im.mode.startswith("I"):  # 16/32-bit grayscale: scale to 8 bits instead of clipping
+        a = np.asarray(im).astype(np.float64)
+        im = Image.fromarray(np.clip(np.round(a / 257 if a.max() > 255 else a), 0, 255).astype(np.uint8))
+    im = im.convert("L" if channels == 1 else "RGB")
+    if im.size != (width, height):
+        im = im.resize((width, height), Image.BILINEAR)
+    a = np.asarray(im)
+    return a[None] if channels == 1 else a.transpose(2, 0, 1)
+
+
+def decode_image(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """One image file as uint8 (C, H, W) of ``shape``; a one-line DataError naming it if it cannot be decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return image_array(im, shape)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: not a readable image ({e})") from None

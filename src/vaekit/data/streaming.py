@@ -1,4 +1,4 @@
-"""Items read from an ``.npy`` file a batch at a time: data larger than memory (issue #16).
+"""Items read from an ``.npy`` file or an image folder a batch at a time: data larger than memory (issue #16).
 
 ``FileArray`` stands where an in-memory array stands in ``ArrayData``: a split is a row index into the one
 file (no copy), and a table's standardisation is applied to each batch as it is read. The training loop reads it
@@ -8,11 +8,14 @@ through ``FileTensor``, which answers the few tensor operations the loop uses (`
 Memory stays bounded: rows are read with ``preadv`` into fresh arrays, so the file's bytes live in the OS page
 cache (which keeps them for the next epoch if it has room), never in this process's resident memory. The
 epoch's order is a permutation of all N rows (8 bytes each), so shuffling is random over the whole file.
-Parquet tables are decoded once, record batch by record batch, into such a file in the cache.
+Parquet tables are decoded once, record batch by record batch, into such a file in the cache. An image folder's
+files are indexed once (listed, their headers read and their data checked; the index is cached as JSON), then
+decoded a batch at a time, by DataLoader worker processes when ``workers`` > 0.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,8 +25,13 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .formats import decode_image, folder_labels, folder_shape, image_files
 
 CHUNK_BYTES = 64 << 20  # one read of a streaming pass (statistics, checks)
+# One read call costs about 2 us here whatever its size up to a few KiB, so rows this close in the file are read
+# in one call (the rows between them read and dropped), and an epoch's order keeps rows in blocks of that size.
+SPAN_BYTES = 4096
+WINDOW_BYTES = 64 << 20  # training batches read at once: an epoch's order shuffles rows within such a window
 AUTO_SHARE = 0.25  # --stream auto streams a file larger than this share of the memory available
 
 
@@ -45,18 +53,48 @@ class _File:
             pass
 
     def read(self, rows: np.ndarray) -> np.ndarray:
-        """Rows (R,) sorted ascending -> (R, *stored_shape): one ``preadv`` per run of consecutive rows."""
+        """Rows (R,) sorted ascending (repeats allowed) -> (R, *stored_shape): one ``preadv`` per span of rows
+        less than ``SPAN_BYTES`` apart."""
         out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
         if not len(rows):
             return out
-        starts = np.r_[0, np.flatnonzero(np.diff(rows) != 1) + 1, len(rows)]
-        flat = memoryview(out.reshape(len(rows), -1).view(np.uint8))
+        steps = np.diff(rows)
+        starts = np.r_[0, np.flatnonzero(steps * self.row_bytes > SPAN_BYTES) + 1, len(rows)]
+        irregular = np.r_[0, np.cumsum(steps != 1)]  # spans with none are consecutive rows: read in place
+        flat = out.reshape(len(rows), -1).view(np.uint8)
         for a, b in zip(starts[:-1].tolist(), starts[1:].tolist()):
-            want = (b - a) * self.row_bytes
-            got = os.preadv(self.fd, [flat[a:b].cast("B")], self.offset + int(rows[a]) * self.row_bytes)
-            if got != want:
-                raise DataError(f"{self.path}: truncated while reading (rows {rows[a]}-{rows[b - 1]})")
+            first, last = int(rows[a]), int(rows[b - 1])
+            direct = irregular[b - 1] == irregular[a]
+            span = flat[a:b] if direct else np.empty((last - first + 1, self.row_bytes), np.uint8)
+            got = os.preadv(self.fd, [memoryview(span).cast("B")], self.offset + first * self.row_bytes)
+            if got != span.nbytes:
+                raise DataError(f"{self.path}: truncated while reading (rows {first}-{last})")
+            if not direct:
+                flat[a:b] = span[rows[a:b] - first]
         return out
+
+    def shuffle_plan(self, batch_size: int) -> tuple[int, int]:
+        """(block, window) for an epoch's order over these rows: blocks of rows that one read takes, and the
+        batches read at once (``shuffled_batches``)."""
+        return max(1, SPAN_BYTES // self.row_bytes), max(1, WINDOW_BYTES // (batch_size * self.row_bytes))
+
+
+class _Folder:
+    """An image folder's files as items (N, C, H, W) uint8, each decoded when read: the ``_File`` interface."""
+
+    def __init__(self, files: list[Path], shape: tuple[int, int, int]):
+        self.files, self.dtype = files, np.dtype(np.uint8)
+        self.shape = (len(files), *shape)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.uint8)
+        for i, row in enumerate(rows.tolist()):
+            out[i] = decode_image(self.files[row], self.shape[1:])
+        return out
+
+    def shuffle_plan(self, batch_size: int) -> tuple[int, int]:
+        """Every image is its own read: rows in any order, one batch at a time."""
+        return 1, 1
 
 
 class FileArray:
@@ -64,12 +102,14 @@ class FileArray:
 
     ``rows`` (N,) selects and orders the file's items (None: all, in order); ``channels_last`` files (N, H, W, C)
     are read as (N, C, H, W); ``standardize`` (mean, std), each (D,), is applied to every read of a table.
+    ``workers``: processes that read training batches ahead (0: one thread of this process).
     """
 
-    def __init__(self, source: _File, name: str, rows: np.ndarray | None = None, channels_last: bool = False,
-                 standardize: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(self, source: _File | _Folder, name: str, rows: np.ndarray | None = None,
+                 channels_last: bool = False, standardize: tuple[np.ndarray, np.ndarray] | None = None,
+                 workers: int = 0):
         self._source, self.name, self.rows = source, name, rows
-        self.channels_last, self.standardize = channels_last, standardize
+        self.channels_last, self.standardize, self.workers = channels_last, standardize, workers
         stored = source.shape[1:]
         self.item_shape = (stored[2], stored[0], stored[1]) if channels_last else tuple(stored)
         self.dtype = np.dtype(np.uint8) if source.dtype in (np.uint8, np.bool_) else np.dtype(np.float32)
@@ -93,7 +133,7 @@ class FileArray:
 
     def _with(self, **changes) -> "FileArray":
         fields = dict(source=self._source, name=self.name, rows=self.rows, channels_last=self.channels_last,
-                      standardize=self.standardize)
+                      standardize=self.standardize, workers=self.workers)
         return FileArray(**{**fields, **changes})
 
     def __getitem__(self, key):
@@ -119,11 +159,22 @@ class FileArray:
     # --- reading ------------------------------------------------------------------------------------------
     def read(self, positions: np.ndarray) -> np.ndarray:
         """The items at ``positions`` (R,) of this array, in that order: (R, *item_shape), a copy."""
-        rows = positions if self.rows is None else self.rows[positions]
-        order = np.argsort(rows, kind="stable")  # ascending file offsets: sequential where the rows allow
-        stored = self._source.read(rows[order])
-        out = np.empty_like(stored)
-        out[order] = stored
+        return self.read_many([positions])[0]
+
+    def read_many(self, batches: list[np.ndarray]) -> list[np.ndarray]:
+        """The items of several position arrays, each (R_i,) -> (R_i, *item_shape), in one pass over the file:
+        the rows they name together are read once, in file order (so nearby rows share a read)."""
+        rows = [np.asarray(p) if self.rows is None else self.rows[p] for p in batches]
+        union = np.unique(np.concatenate(rows)) if len(rows) > 1 else np.unique(rows[0])
+        stored = self._source.read(union)
+        return [self._finish(stored[np.searchsorted(union, r)]) for r in rows]
+
+    def shuffle_plan(self, batch_size: int) -> tuple[int, int]:
+        return self._source.shuffle_plan(batch_size)
+
+    def _finish(self, stored: np.ndarray) -> np.ndarray:
+        """Rows as stored -> items: channels first, uint8 or float32, standardised for a table."""
+        out = stored
         if self.channels_last:
             out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
         if out.dtype == np.bool_:
@@ -207,20 +258,70 @@ class FileTensor:
         for start in range(0, len(self), size):
             yield self[start:start + size]
 
-    def gather_ahead(self, indexes: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-        """The rows of each index (B,) in turn, the next batch read on a background thread while the caller
-        trains on this one: a batch of 512 random rows is 512 ``preadv`` calls (about 2.5 ms here, a quarter of a
-        default MNIST step), which release the GIL and so overlap the step's compute. At most two batches are
-        in memory at once."""
+    def shuffle_plan(self, batch_size: int) -> tuple[int, int]:
+        """(block, window) of an epoch's order over these items (``FileArray.shuffle_plan``)."""
+        return self.items.shuffle_plan(batch_size)
+
+    def gather_ahead(self, indexes: Iterable[torch.Tensor], window: int = 1) -> Iterator[torch.Tensor]:
+        """The rows of each index (B,) in turn, read ``window`` batches at a time (one pass over the file for
+        them all) and one window ahead while the caller trains: on a background thread of this process, or by
+        ``workers`` DataLoader processes. Reads are system calls and image decoding, which release the GIL and so
+        overlap the training step's compute. At most two windows (about ``2 * WINDOW_BYTES``) are in memory."""
+        groups = _windows((index.cpu().numpy() for index in indexes), window)
+        if self.items.workers:
+            loader = torch.utils.data.DataLoader(
+                _WindowReader(self.items), sampler=list(groups), batch_size=None, num_workers=self.items.workers,
+                prefetch_factor=2, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator())  # its own: seeding the workers must not draw from the training's RNG
+            yield from (self._on_device(torch.as_tensor(b)) for got in loader for b in _raise_if_failed(got))
+            return
         with ThreadPoolExecutor(1, thread_name_prefix="vaekit-read") as pool:
             pending = None
-            for index in indexes:
-                upcoming = pool.submit(self.index_select, 0, index)
+            for group in groups:
+                upcoming = pool.submit(self.items.read_many, group)
                 if pending is not None:
-                    yield pending.result()
+                    yield from (self._on_device(torch.from_numpy(b)) for b in pending.result())
                 pending = upcoming
             if pending is not None:
-                yield pending.result()
+                yield from (self._on_device(torch.from_numpy(b)) for b in pending.result())
+
+    def _on_device(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(self.device, non_blocking=True) if self.device.type != "cpu" else x
+
+
+def _windows(batches: Iterable[np.ndarray], size: int) -> Iterator[list[np.ndarray]]:
+    """Consecutive batches in lists of ``size`` (the last may be shorter)."""
+    group: list[np.ndarray] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _raise_if_failed(got: list | str) -> list:
+    if isinstance(got, str):
+        raise DataError(got)
+    return got
+
+
+class _WindowReader(torch.utils.data.Dataset):
+    """A DataLoader's dataset whose items are windows of batches: ``reader[[positions, ...]]`` is those rows,
+    one array (B, ...) per batch. A read error comes back as its one-line message, raised in the training process."""
+
+    def __init__(self, items: FileArray):
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, batches: list[np.ndarray]) -> list[np.ndarray] | str:
+        try:
+            return self.items.read_many(batches)
+        except DataError as e:
+            return str(e)
 
 
 def available_memory() -> int:
@@ -278,20 +379,21 @@ def parquet_to_npy(path: Path, cache: Path, label_column: str = "label"
         cache.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".{os.getpid()}.partial")
         try:
-            out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, len(features)))
-            start = 0
-            for batch in table.iter_batches(batch_size=65_536, columns=features):
-                values = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
-                                          for c in features])  # (b, D); a null becomes NaN
-                bad = ~np.isfinite(values)
-                if bad.any():
-                    i, j = np.argwhere(bad)[0]
-                    raise DataError(f"{path}: row {start + i}, column {features[j]!r} is missing or not finite in "
-                                    "float32")
-                out[start:start + len(values)] = values
-                start += len(values)
-            out.flush()
-            del out
+            # written with plain writes, not a memory map: a map's dirty pages count as this process's memory
+            with open(partial, "wb") as out:
+                np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                           "fortran_order": False, "shape": (n, len(features))})
+                start = 0
+                for batch in table.iter_batches(batch_size=65_536, columns=features):
+                    values = np.column_stack([batch.column(c).to_numpy(zero_copy_only=False).astype(np.float32)
+                                              for c in features])  # (b, D); a null becomes NaN
+                    bad = ~np.isfinite(values)
+                    if bad.any():
+                        i, j = np.argwhere(bad)[0]
+                        raise DataError(f"{path}: row {start + i}, column {features[j]!r} is missing or not finite "
+                                        "in float32")
+                    out.write(np.ascontiguousarray(values).data)
+                    start += len(values)
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
@@ -307,7 +409,7 @@ def parquet_to_npy(path: Path, cache: Path, label_column: str = "label"
     return target, labels, features, class_names
 
 
-def open_npy(path: Path, name: str | None = None) -> FileArray:
+def open_npy(path: Path, name: str | None = None, workers: int = 0) -> FileArray:
     """A ``.npy`` file's items, read on demand, after checking its header, size and (for floats, in one streaming
     pass) that every value is finite; ``name`` for messages (default ``npy:PATH``). One-line ``DataError`` for
     anything unreadable."""
@@ -338,7 +440,65 @@ def open_npy(path: Path, name: str | None = None) -> FileArray:
     channels_last = len(shape) == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
     if len(shape) > 4 or (len(shape) == 4 and not channels_last and shape[1] not in (1, 3)):
         raise DataError(f"{path}: cannot read shape {shape} as vectors (N, D) or images (N, C, H, W)")
-    items = FileArray(_File(path, dtype, stored, offset), name or f"npy:{path}", channels_last=channels_last)
+    items = FileArray(_File(path, dtype, stored, offset), name or f"npy:{path}", channels_last=channels_last,
+                      workers=workers)
     if items.dtype != np.uint8:
         items.value_range()  # the one pass that finds a NaN or infinity before training starts
     return items
+
+
+INDEX_VERSION = 1
+
+
+def _folder_index(root: Path, cache: Path) -> dict:
+    """An image folder's index: its files (relative paths, sorted), each one's (width, height) and mode. Built once
+    (every file opened, its header read and, for PNG, its chunks' checksums verified, so a corrupt or truncated
+    image is a one-line error before training starts) and kept as JSON in ``cache``, with the modification time of
+    every sub-folder: adding, removing or renaming a file changes its folder's, and the index is built again."""
+    from PIL import Image, UnidentifiedImageError
+
+    root = root.resolve()
+    target = cache / f"{hashlib.sha256(str(root).encode()).hexdigest()[:24]}.json"
+    try:
+        index = json.loads(target.read_text())
+        if index.get("version") == INDEX_VERSION and index.get("root") == str(root) and all(
+                (root / d).stat().st_mtime_ns == t for d, t in index["folders"].items()):
+            return index
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # none yet, stale or unreadable: build it
+    files = image_files(root)
+    sizes, modes = [], []
+    for number, path in enumerate(files):
+        try:
+            with Image.open(path) as im:
+                sizes.append(im.size)
+                modes.append(im.mode)
+                im.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise DataError(f"{path}: not a readable image ({e})") from None
+    folders = {path.parent.relative_to(root).as_posix() for path in files} | {"."}
+    index = {"version": INDEX_VERSION, "root": str(root),
+             "folders": {d: (root / d).stat().st_mtime_ns for d in sorted(folders)},
+             "files": [path.relative_to(root).as_posix() for path in files], "sizes": sizes, "modes": modes}
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")
+    try:
+        partial.write_text(json.dumps(index))
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return index
+
+
+def open_image_folder(root: Path, image_size: tuple[int, int] | None, channels: int | None, cache: Path,
+                      workers: int = 0) -> tuple[FileArray, np.ndarray | None, tuple[str, ...] | None]:
+    """An image folder's images as items (N, C, H, W) uint8, decoded a batch at a time (by ``workers`` processes
+    in training), with their labels (N,) and class names from the sub-folders (None for a flat folder). Sizes and
+    channels are decided as ``read_image_folder`` decides them, from the cached index (``_folder_index``)."""
+    root = Path(root)
+    index = _folder_index(root, cache)
+    files = [root / f for f in index["files"]]
+    shape = folder_shape(root, files, [tuple(s) for s in index["sizes"]], index["modes"], image_size, channels)
+    labels, names = folder_labels(root, files)
+    return FileArray(_Folder(files, shape), f"folder:{root}", workers=workers), labels, names
+
