@@ -78,8 +78,9 @@ class DataConfig:
     stream: Stream = setting("auto", "npy:PATH, parquet:PATH and folder:PATH data: on reads the items a batch at "
                                      "a time (bounded memory), off loads them; auto (default) streams data larger "
                                      "than a quarter of the available memory")
-    workers: int = setting(2, "streamed data: processes that read (decode) training batches ahead; 0: a thread of "
-                              "the training process (default 2)")
+    workers: int | None = setting(None, "streamed data: processes that read (decode) training batches ahead; 0: "
+                                        "a thread of the training process (default: 2 for image folders, 0 for "
+                                        "npy and parquet files, which a thread reads faster)")
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -84,7 +84,7 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
         raise VaekitError(f"--patience must be at least 1 epoch, got {t.patience}")
     if t.max_minutes is not None and not t.max_minutes > 0:  # a budget of 0 would train nothing and save no model
         raise VaekitError(f"--max-minutes must be > 0, got {t.max_minutes:g}")
-    if cfg.data.workers < 0:
+    if cfg.data.workers is not None and cfg.data.workers < 0:
         raise VaekitError(f"--workers must be >= 0, got {cfg.data.workers}")
     if not t.checkpoint_minutes >= 0:
         raise VaekitError(f"--checkpoint-minutes must be >= 0, got {t.checkpoint_minutes:g}")

@@ -245,19 +245,20 @@ def _digits_split(split: str) -> ArrayData:
 def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
     path = Path(arg).expanduser()
     if kind == "folder":  # indexed once (cached), then decoded a batch at a time or all at once
-        items, y, names = open_image_folder(path, cfg.image_size, cfg.channels, cache_dir() / "folders", cfg.workers)
+        workers = 2 if cfg.workers is None else cfg.workers  # decoding is the work: processes pay (bench/README)
+        items, y, names = open_image_folder(path, cfg.image_size, cfg.channels, cache_dir() / "folders", workers)
         return ArrayData(items if should_stream(items.nbytes, cfg.stream) else np.asarray(items), y, items.name, names)
     if kind == "csv":
         x, y, _, class_names = read_csv(path)
         return ArrayData(x, y, f"csv:{path}", class_names)
     if kind == "npy" and path.is_file() and should_stream(path.stat().st_size, cfg.stream):
-        return ArrayData(open_npy(path, workers=cfg.workers), None, f"{kind}:{path}")
+        return ArrayData(open_npy(path, workers=cfg.workers or 0), None, f"{kind}:{path}")
     if kind == "parquet":  # decoded once into a float32 npy in the cache, then streamed or loaded like one
         if not path.is_file():
             raise DataError(f"{path}: no such Parquet file")
         npy, y, _, class_names = parquet_to_npy(path, cache_dir() / "parquet")
         name = f"parquet:{path}"
-        x = open_npy(npy, name, cfg.workers) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
+        x = open_npy(npy, name, cfg.workers or 0) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
         return ArrayData(x, y, name, class_names)
     x, y = read_array_file(path)
     return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")
