@@ -170,15 +170,16 @@ def merge(paths: list[Path], out: Path | None = None) -> None:
             for method, result in methods.items():
                 by_draw = pooled.setdefault(n, {}).setdefault(method, {})
                 for i, run in enumerate(result["runs"]):
-                    by_draw[run.get("draw", i)] = {**run, "file": report.get("date")}
+                    by_draw[run.get("draw", i)] = {**run, "file": run.get("file", report.get("date"))}
     results = {n: {m: summarise([runs[d] for d in sorted(runs)]) for m, runs in methods.items()}
                for n, methods in pooled.items()}
     print_table(reports[0]["dataset"], results)
     if out is not None:
         settings = ("date", "draws", "first_draw", "labels", "minutes", "consistency", "m1m2_epochs", "batch_size",
                     "machine", "total_seconds")
-        sources = [{"file": p.name, "methods": sorted({m for r in report["results"].values() for m in r}),
-                    **{k: report[k] for k in settings if k in report}} for p, report in zip(paths, reports)]
+        sources = [source for p, report in zip(paths, reports) for source in report.get("merged_from") or [
+            {"file": p.name, "methods": sorted({m for r in report["results"].values() for m in r}),
+             **{k: report[k] for k in settings if k in report}}]]  # a merged file brings its own sources
         out.write_text(json.dumps({"dataset": reports[0]["dataset"], "merged_from": sources, "results": results,
                                    "published_mnist": PUBLISHED}, indent=1))
         print(f"\nwrote {out}")

@@ -7,7 +7,9 @@ through ``FileTensor``, which answers the few tensor operations the loop uses (`
 
 Memory stays bounded: rows are read with ``preadv`` into fresh arrays, so the file's bytes live in the OS page
 cache (which keeps them for the next epoch if it has room), never in this process's resident memory. The
-epoch's order is a permutation of all N rows (8 bytes each), so shuffling is random over the whole file.
+epoch's order (``training.shuffled_batches``) spans the whole file: blocks of rows one read takes (``SPAN_BYTES``)
+in a random order, rows shuffled again within windows of batches (``WINDOW_BYTES``) that are read in one pass,
+one window ahead of training.
 Parquet tables are decoded once, record batch by record batch, into such a file in the cache. An image folder's
 files are indexed once (listed, their headers read and their data checked; the index is cached as JSON), then
 decoded a batch at a time, by DataLoader worker processes when ``workers`` > 0.
