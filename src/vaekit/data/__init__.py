@@ -258,7 +258,8 @@ def _load_file(kind: str, arg: str, cfg: DataConfig) -> ArrayData:
             raise DataError(f"{path}: no such Parquet file")
         npy, y, _, class_names = parquet_to_npy(path, cache_dir() / "parquet")
         name = f"parquet:{path}"
-        x = open_npy(npy, name, cfg.workers or 0) if should_stream(npy.stat().st_size, cfg.stream) else np.load(npy)
+        x = open_npy(npy, name, cfg.workers or 0, finite=True) if should_stream(npy.stat().st_size, cfg.stream) \
+            else np.load(npy)  # parquet_to_npy checked every value as it wrote them
         return ArrayData(x, y, name, class_names)
     x, y = read_array_file(path)
     return ArrayData(_check_array(x, path), None if y is None else _check_labels(y, path), f"{kind}:{path}")
