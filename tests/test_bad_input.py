@@ -178,6 +178,7 @@ CASES = [
     ("grad-clip-negative", lambda t, s, r: _train("digits", "--grad-clip", "-1"), "--grad-clip must be > 0"),
     ("patience-0", lambda t, s, r: _train("digits", "--patience", "0"), "--patience: must be at least 1"),
     ("max-minutes-0", lambda t, s, r: _train("digits", "--max-minutes", "0"), "--max-minutes must be > 0, got 0"),
+    ("workers-negative", lambda t, s, r: _train("digits", "--workers", "-1"), "--workers must be >= 0, got -1"),
     ("max-minutes-negative", lambda t, s, r: _train("digits", "--max-minutes", "-1"), "--max-minutes must be > 0"),
     ("warmup-negative", lambda t, s, r: _train("digits", "--warmup-epochs", "-1"), "warmup_epochs >= 0"),
     ("nll-precision-unknown", lambda t, s, r: ["evaluate", str(r), "--nll", "--precision", "fp8"],

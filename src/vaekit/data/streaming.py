@@ -470,7 +470,7 @@ def _folder_index(root: Path, cache: Path) -> dict:
         pass  # none yet, stale or unreadable: build it
     files = image_files(root)
     sizes, modes = [], []
-    for number, path in enumerate(files):
+    for path in files:
         try:
             with Image.open(path) as im:
                 sizes.append(im.size)
@@ -495,8 +495,9 @@ def _folder_index(root: Path, cache: Path) -> dict:
 def open_image_folder(root: Path, image_size: tuple[int, int] | None, channels: int | None, cache: Path,
                       workers: int = 0) -> tuple[FileArray, np.ndarray | None, tuple[str, ...] | None]:
     """An image folder's images as items (N, C, H, W) uint8, decoded a batch at a time (by ``workers`` processes
-    in training), with their labels (N,) and class names from the sub-folders (None for a flat folder). Sizes and
-    channels are decided as ``read_image_folder`` decides them, from the cached index (``_folder_index``)."""
+    in training), with their labels (N,) and class names from the sub-folders (None for a flat folder). Size and
+    channels come from the cached index (``_folder_index``) by ``formats.folder_shape``; loading a folder into
+    memory reads every item of this same array."""
     root = Path(root)
     index = _folder_index(root, cache)
     files = [root / f for f in index["files"]]
