@@ -281,3 +281,17 @@ def test_a_corrupt_image_among_valid_ones_is_a_one_line_error_that_leaves_nothin
     assert len(err.splitlines()) == 1 and err.startswith("vaekit: error:")
     assert "2.png: not a readable image (broken after indexing)" in err
     assert not (tmp_path / "r2").exists()
+
+
+def test_a_semi_supervised_model_streams_its_labelled_repeats_from_disk(digit_folder, tmp_path, monkeypatch):
+    """M2 repeats its few labelled items in every epoch; on a streamed folder the repeats are row indexes into the
+    folder, not a copy of the training split in memory, and it trains to the loaded folder's metrics."""
+    from vaekit import training
+
+    kept = []
+    real = training.oversample_labelled
+    monkeypatch.setattr(training, "oversample_labelled", lambda x, y: kept.append(real(x, y)) or kept[-1])
+    both = _train_both(f"folder:{digit_folder}", tmp_path, "m2", model="m2", labels=50, workers=0)
+    streamed_x, y = kept[0]
+    assert isinstance(streamed_x, streaming.FileTensor) and len(streamed_x) == len(y) > 1455  # repeats, on disk
+    assert both["on"] == both["off"]

@@ -56,6 +56,13 @@ def as_tensor(data: ArrayData, device: torch.device) -> torch.Tensor | FileTenso
     return torch.from_numpy(np.ascontiguousarray(data.x)).to(device)
 
 
+def select_rows(x: torch.Tensor | FileTensor, index: torch.Tensor) -> torch.Tensor | FileTensor:
+    """x's rows at ``index`` (R,), in that order, kept where x is: a streamed file's stay on disk (a row index)."""
+    if isinstance(x, FileTensor):
+        return FileTensor(x.items[index.cpu().numpy()], x.device)
+    return x.index_select(0, index)
+
+
 def shuffle_plan(x: torch.Tensor | FileTensor, batch_size: int) -> tuple[int, int]:
     """(block, window) for ``shuffled_batches`` over x: (1, 1), rows shuffled one by one, for items in memory; a
     streamed file's blocks of rows one read takes and batches read at once."""

@@ -27,7 +27,8 @@ from .errors import DataError, VaekitError
 from .models import MODELS, build_model
 from .anomaly import training_scores
 from .objectives import kl_weight, lr_factor
-from .tensors import as_tensor, autocast_dtype, gather, model_input, pick_device, shuffle_plan
+from .tensors import (FileTensor, as_tensor, autocast_dtype, gather, model_input, pick_device, select_rows,
+                      shuffle_plan)
 
 TERMS = ("loss", "recon", "kl")
 MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves down to 128 on small data
@@ -513,8 +514,8 @@ def epoch_rows(n: int, labels: np.ndarray | None = None) -> int:
     return n + (label_repeats(known, n - known) - 1) * known
 
 
-def oversample_labelled(x: torch.Tensor, y: torch.Tensor, share: float = 0.25
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
+def oversample_labelled(x: torch.Tensor | FileTensor, y: torch.Tensor, share: float = 0.25
+                        ) -> tuple[torch.Tensor | FileTensor, torch.Tensor]:
     """x (N, ...) and y (N,) with the labelled items (y >= 0) repeated so they make about ``share`` of the rows:
     with 100 labels among 50,000 items, a batch of 100 would hold one labelled item every five batches, and the
     classifier would hardly learn (Kingma et al. 2014 draw labelled and unlabelled batches apart)."""
@@ -523,7 +524,7 @@ def oversample_labelled(x: torch.Tensor, y: torch.Tensor, share: float = 0.25
     if repeats == 1:
         return x, y
     index = torch.cat([torch.nonzero(y < 0).squeeze(1), known.repeat(repeats)])
-    return x.index_select(0, index), y.index_select(0, index)
+    return select_rows(x, index), y.index_select(0, index)
 
 
 def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: RunConfig,
