@@ -167,7 +167,7 @@ class FileArray:
         """The items of several position arrays, each (R_i,) -> (R_i, *item_shape), in one pass over the file:
         the rows they name together are read once, in file order (so nearby rows share a read)."""
         rows = [np.asarray(p) if self.rows is None else self.rows[p] for p in batches]
-        union = np.unique(np.concatenate(rows)) if len(rows) > 1 else np.unique(rows[0])
+        union = np.unique(np.concatenate(rows))  # sorted: file order
         stored = self._source.read(union)
         return [self._finish(stored[np.searchsorted(union, r)]) for r in rows]
 
