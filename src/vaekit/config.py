@@ -102,6 +102,9 @@ class ModelConfig:
                                          "default 1)")
     arch: Arch = setting("mlp", "mlp (default) or conv (images)")
     conv_channels: tuple[int, ...] = setting((32, 64), "conv channels of the stride-2 layers, e.g. 32,64")
+    classifier_arch: Arch | None = setting(None, "m2: the network of the classifier q(y|x), mlp or conv "
+                                                 "(default: --arch); a conv classifier beside an mlp VAE costs "
+                                                 "one conv net, not K conv decoders per item")
     n_classes: int = setting(0, "classes of a semi-supervised model, from its labels", flag=False)
     prior: PriorKind = setting("normal", "p(z) of a VAE or m2: normal (N(0, I), default), mog (a learned mixture of "
                                          "Gaussians) or vamp (the VampPrior, Tomczak & Welling 2018)")

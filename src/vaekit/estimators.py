@@ -647,7 +647,10 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     ----------
     latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, lr, lr_schedule, standardize,
     n_threads, device, precision, random_state, verbose
-        As for ``vaekit.VAE`` (the classifier has the encoder's architecture).
+        As for ``vaekit.VAE``.
+    classifier_arch : {"mlp", "conv"} or None
+        The network of the classifier q(y|x); None: ``arch``. A conv classifier beside an MLP VAE (images only)
+        runs one conv net per view, where a conv VAE would run K conv decoders per unlabelled item.
     alpha : float or None
         Weight of the labelled items' classification loss. None: 0.1 x unlabelled / labelled items (the
         paper's 0.1 N, in batch means). The labelled items are repeated so they make about a quarter of each
@@ -680,7 +683,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     _model_kind = "m2"
 
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
-                 conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
+                 conv_channels: tuple[int, ...] = (32, 64), classifier_arch: str | None = None,
+                 likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  alpha: float | None = None, consistency: float = 0.0, consistency_threshold: float = 0.95,
                  m1_latent_dim: int | None = None, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
@@ -692,7 +696,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
 
     def _objective_overrides(self) -> dict[str, Any]:
         return dict(alpha=self.alpha, consistency=self.consistency, consistency_threshold=self.consistency_threshold,
-                    prior=self.prior, prior_components=self.prior_components)
+                    prior=self.prior, prior_components=self.prior_components, classifier_arch=self.classifier_arch)
 
     def fit(self, X: Any, y: Any) -> "SemiSupervisedVAE":
         """Train on every row of ``X``; ``y`` (N,) labels with -1 for the unlabelled rows. Returns ``self``."""
@@ -720,7 +724,10 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule, standardize=self.standardize,
                  n_threads=self.n_threads, device=self.device, precision=self.precision,
                  random_state=self.random_state, verbose=self.verbose).fit(X)
-        params = {**self.get_params(), "m1_latent_dim": None, "arch": "mlp", "likelihood": "auto", "hidden": None}
+        if self.classifier_arch == "conv":
+            raise ValueError("classifier_arch='conv' reads images; with m1_latent_dim, M2's classifier sees M1's codes")
+        params = {**self.get_params(), "m1_latent_dim": None, "arch": "mlp", "classifier_arch": None,
+                  "likelihood": "auto", "hidden": None}
         self._set_parts(m1, SemiSupervisedVAE(**params).fit(m1.transform(X), y))
         return self
 

@@ -113,8 +113,11 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
         parse_noise(cfg.data.noise)
         if likelihood != "bernoulli":
             raise VaekitError(f"--noise corrupts items in [0, 1]; {train.name} is real-valued ({likelihood} likelihood)")
-    if cfg.model.arch == "conv" and not train.is_image:
-        raise DataError(f"{train.name}: --arch conv needs images (C, H, W); items have shape {train.item_shape}")
+    if cfg.model.classifier_arch is not None and not MODELS[cfg.model.model].uses_labels:
+        raise VaekitError(f"--classifier-arch is the network of m2's classifier; --model {cfg.model.model} has none")
+    for flag, arch in (("--arch", cfg.model.arch), ("--classifier-arch", cfg.model.classifier_arch)):
+        if arch == "conv" and not train.is_image:
+            raise DataError(f"{train.name}: {flag} conv needs images (C, H, W); items have shape {train.item_shape}")
     if likelihood == "bernoulli" and train.x.dtype != np.uint8 and (train.x.min() < 0 or train.x.max() > 1):
         raise DataError(f"{train.name}: values lie in [{train.x.min():.3g}, {train.x.max():.3g}], outside the "
                         "Bernoulli likelihood's [0, 1]; use --likelihood gaussian or rescale the data")

@@ -8,6 +8,7 @@ the encoder's features of x and onehot(y).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,9 @@ class M2(WithPrior, LatentModel):
         width = cfg.hidden[-1]
         super().__init__(cfg, code_dim=width)  # self.encoder: x -> features (B, H)
         k, latent = cfg.n_classes, cfg.latent_dim
-        self.classifier = build_networks(cfg, k)[0]  # x -> class logits (B, K)
+        # x -> class logits (B, K); its own architecture: q(y|x) is one network, while the decoder runs K times per
+        # unlabelled item, so a conv classifier beside an MLP VAE costs little (bench/README.md, few labels)
+        self.classifier = build_networks(replace(cfg, arch=cfg.classifier_arch or cfg.arch), k)[0]
         conditional = ModelConfig(**{**cfg.__dict__, "latent_dim": latent + k})
         self.decoder = build_networks(conditional, 1)[1]  # [z, onehot(y)] (B, L + K) -> likelihood parameters
         self.z_head = nn.Linear(width + k, 2 * latent)  # [relu(features), onehot(y)] -> (mu, logvar)
