@@ -108,6 +108,8 @@ def test_cli_trains_m2_from_n_labels_and_reports_accuracy_probes_and_samples_by_
     assert Image.open(run / "samples_by_class.png").size[1] > Image.open(run / "samples.png").size[1] * 10 / 8 * 0.9
     report = (run / "report.html").read_text()
     assert "samples_by_class.png" in report and "test accuracy of the classifier" in report
+    curve = [m["val_accuracy"] for m in vaekit.runs.read_metrics(run)]  # the classifier learns, epoch by epoch
+    assert len(curve) == 8 and curve[-1] > 0.5 and curve[-1] > curve[0] and "<th>val_accuracy</th>" in report
     assert vaekit.load(run).classes_.tolist() == list(range(10))
     assert main(["evaluate", str(run), "--nll"]) == 2  # one line, no wrong number
     assert "importance-sampled" in capsys.readouterr().err

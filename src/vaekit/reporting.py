@@ -355,7 +355,8 @@ def write_report(run_dir: str | Path) -> Path:
         captions["interpolation.png"] += f" Test items {i} and {j}, {steps} steps."
     figures = "\n".join(_figure(run_dir, name, caption) for name, caption in captions.items()
                         if (run_dir / name).is_file())
-    head = ["epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "seconds"]
+    head = ["epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl",
+            *(["val_accuracy"] if any("val_accuracy" in m for m in metrics) else []), "seconds"]
     best = summary.get("best_epoch") or max((m["epoch"] for m in metrics if m.get("best", True)), default=None)
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>vaekit run {esc(run_dir.name)}</title>

@@ -20,7 +20,7 @@ from .tensors import as_tensor, model_input
 
 TENSORBOARD_DIR = "tensorboard"
 EMBEDDING_ITEMS = 2000  # test items in the projector: enough to see the clusters, small enough to load at once
-SCALARS = ("loss", "recon", "kl")  # logged as loss/train, loss/val, ...
+SCALARS = ("loss", "recon", "kl", "accuracy")  # logged as loss/train, loss/val, ... (accuracy: val, models of labels)
 
 
 class MetricsLogger:

@@ -445,6 +445,10 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
     record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
               **{f"val_{k}": v for k, v in val_terms.items()}, "best": improved,
               "seconds": time.perf_counter() - started}
+    if model.uses_labels and len(x_val) and splits.val.y is not None:
+        # a curve to watch, from the validation split's own labels; epochs are still ranked by the bound above,
+        # which needs none (a few-labels user has no labelled validation set to choose by)
+        record["val_accuracy"] = classifier_accuracy(model, x_val, splits.val.y)
     if val_terms:
         best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
     if memory is not None:
