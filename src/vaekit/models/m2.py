@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, TrainConfig
-from ..data.transforms import STRONG_VIEW, WEAK_VIEW, random_affine
+from ..data.transforms import STRONG_CUTOUT, STRONG_VIEW, WEAK_VIEW, cutout, random_affine
 from ..errors import VaekitError
 from .base import LatentModel
 from .networks import build_networks
@@ -166,15 +166,21 @@ class M2(WithPrior, LatentModel):
 
     def consistency_loss(self, x: torch.Tensor, labels: torch.Tensor, threshold: float) -> torch.Tensor:
         """FixMatch's term (Sohn et al. 2020, eq. 4), with the labelled items in it: -log q(y*|strong view of x),
-        where y* is the item's label, or, for an unlabelled item, the class q(y | weak view of x) gives at least
-        ``threshold`` (no gradient through that guess); 0 for an item without either. x (B, C, H, W) images,
-        labels (B,) ints (-1 = unlabelled) -> (B,)."""
+        where y* is the item's label, or, for an unlabelled item, the class q(y | weak view of x), aligned to the
+        uniform p(y), gives at least ``threshold`` (no gradient through that guess); 0 for an item without either.
+        The strong view ends in Cutout. x (B, C, H, W) images, labels (B,) ints (-1 = unlabelled) -> (B,)."""
         with torch.no_grad():
-            confidence, guess = self.class_logits(random_affine(x, **WEAK_VIEW)).float().softmax(-1).max(-1)
+            probs = self.class_logits(random_affine(x, **WEAK_VIEW)).float().softmax(-1)  # (B, K)
+            # distribution alignment (Berthelot et al. 2020, ReMixMatch, sec. 3.2): q(y|x) * p(y) / the batch's mean
+            # q(y|x), renormalised, with M2's p(y) = 1/K. A class the classifier over-predicts loses confidence and
+            # one it neglects gains, so a confusion it commits to early does not feed itself (3.53 -> 2.76 % error
+            # on the hardest 100-label MNIST draw, bench/README.md)
+            probs = probs / probs.mean(0, keepdim=True)
+            confidence, guess = (probs / probs.sum(-1, keepdim=True)).max(-1)
         known = labels >= 0
         target = torch.where(known, labels, guess)  # (B,)
         counted = known | (confidence >= threshold)
-        logits = self.class_logits(random_affine(x, **STRONG_VIEW)).float()  # (B, K)
+        logits = self.class_logits(cutout(random_affine(x, **STRONG_VIEW), STRONG_CUTOUT)).float()  # (B, K)
         return F.cross_entropy(logits, target, reduction="none") * counted
 
     def anomaly_score(self, x: torch.Tensor, score: str, samples: int = 0,
