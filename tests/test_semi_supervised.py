@@ -124,6 +124,7 @@ def test_early_stopping_validates_on_unlabelled_rows_and_keeps_every_class(few_l
     for seed in (3, 8, 20):
         clf = vaekit.SemiSupervisedVAE(latent_dim=2, epochs=1, early_stopping=True, random_state=seed).fit(X, three)
         assert clf.predict_proba(X_test[:2]).shape == (2, 3)
+        assert "val_loss" in clf.history_[0] and "val_accuracy" not in clf.history_[0]  # no labels there to score
     stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=4, epochs=1, random_state=0).fit(X, y_few)
     stacked.save(tmp_path / "s")
     assert vaekit.load(stacked.save(tmp_path / "s", overwrite=True)).classes_.tolist() == list(range(10))

@@ -445,10 +445,12 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
     record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
               **{f"val_{k}": v for k, v in val_terms.items()}, "best": improved,
               "seconds": time.perf_counter() - started}
-    if model.uses_labels and len(x_val) and splits.val.y is not None:
-        # a curve to watch, from the validation split's own labels; epochs are still ranked by the bound above,
-        # which needs none (a few-labels user has no labelled validation set to choose by)
-        record["val_accuracy"] = classifier_accuracy(model, x_val, splits.val.y)
+    labelled = np.flatnonzero(splits.val.y >= 0) if model.uses_labels and splits.val.y is not None else []
+    if len(labelled):
+        # a curve to watch, from the validation split's labelled rows (with `--labels N`, all of them: N counts the
+        # training split's); epochs are still ranked by the bound above, which needs no labels
+        rows = x_val if len(labelled) == len(x_val) else select_rows(x_val, torch.from_numpy(labelled).to(x_val.device))
+        record["val_accuracy"] = classifier_accuracy(model, rows, splits.val.y[labelled])
     if val_terms:
         best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
     if memory is not None:
