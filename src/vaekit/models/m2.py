@@ -173,8 +173,8 @@ class M2(WithPrior, LatentModel):
             probs = self.class_logits(random_affine(x, **WEAK_VIEW)).float().softmax(-1)  # (B, K)
             # distribution alignment (Berthelot et al. 2020, ReMixMatch, sec. 3.2): q(y|x) * p(y) / the batch's mean
             # q(y|x), renormalised, with M2's p(y) = 1/K. A class the classifier over-predicts loses confidence and
-            # one it neglects gains, so a confusion it commits to early does not feed itself (3.53 -> 2.76 % error
-            # on the hardest 100-label MNIST draw, bench/README.md)
+            # one it neglects gains, so a confusion it commits to early does not feed itself (one 100-label MNIST
+            # draw: 3.53 -> 2.76 % error; bench/results/few_labels_mnist_ablation.json)
             probs = probs / probs.mean(0, keepdim=True)
             confidence, guess = (probs / probs.sum(-1, keepdim=True)).max(-1)
         known = labels >= 0
