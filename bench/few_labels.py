@@ -5,7 +5,7 @@ vaekit's semi-supervised VAEs beside baselines measured in the same run and the 
     python bench/few_labels.py [--dataset mnist] [--labels 100 600 1000 3000] [--draws 5] [--minutes 30]
                                [--methods logreg label-spreading self-training m2 m2+consistency
                                           m2+consistency+conv m1+m2]
-                               [--first-draw 0] [--out FILE]
+                               [--first-draw 0] [--epochs E] [--out FILE]
     python bench/few_labels.py --merge A.json B.json ... [--out FILE]   # one table from runs split over processes
 
 Methods:
@@ -14,7 +14,8 @@ Methods:
                    every training image (PCA fitted on all of them, unlabelled included)
   self-training    sklearn.semi_supervised.SelfTrainingClassifier over LogisticRegression on the same PCA features
   m2               `vaekit train --model m2 --labels N --labels-seed D` (Kingma et al. 2014's M2: MLP 500 hidden,
-                   latent 50), trained for --minutes (its time budget, --max-minutes)
+                   latent 50), trained for --minutes (its time budget, --max-minutes) at a constant lr 1e-3, or,
+                   with --epochs E, E epochs with a cosine decay of the lr (--minutes stays a cap)
   m2+consistency   the same M2 with `--consistency C` (default 1): FixMatch's term (Sohn et al. 2020) on q(y|x),
                    a strongly augmented view of each image learns its label or the confident class of a weak view
   m2+consistency+conv  the same with `--classifier-arch conv`: q(y|x) is a conv net (stride-2 convs of 32 and 64
@@ -87,9 +88,11 @@ def run_method(method: str, args, n_labels: int, draw: int, data: dict) -> dict:
     elif method in ("m2", "m2+consistency", "m2+consistency+conv"):
         with tempfile.TemporaryDirectory() as tmp:
             result = vaekit.train(dataset=args.dataset, data_dir=str(args.data_dir / args.dataset), model="m2",
-                                  labels=n_labels, labels_seed=draw, hidden=(500,), latent_dim=50, epochs=10_000,
-                                  max_minutes=args.minutes, batch_size=args.batch_size, lr=1e-3,
-                                  lr_schedule="constant", seed=draw, run_dir=Path(tmp) / "run", progress=False,
+                                  labels=n_labels, labels_seed=draw, hidden=(500,), latent_dim=50,
+                                  epochs=args.epochs or 10_000, max_minutes=args.minutes,
+                                  batch_size=args.batch_size, lr=1e-3,
+                                  lr_schedule="cosine" if args.epochs else "constant", seed=draw,
+                                  run_dir=Path(tmp) / "run", progress=False,
                                   consistency=args.consistency if method != "m2" else 0.0,
                                   classifier_arch="conv" if method.endswith("+conv") else None,
                                   pictures=False)
@@ -118,6 +121,9 @@ def main() -> None:
     parser.add_argument("--consistency", type=float, default=1.0, help="m2+consistency's --consistency")
     parser.add_argument("--merge", type=Path, nargs="+", help="print one table from these result files")
     parser.add_argument("--minutes", type=float, default=30.0, help="m2's training budget per model")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="m2: this many epochs with the lr's cosine decay (2 epochs of warm-up) instead of a "
+                             "constant lr until --minutes ends; --minutes stays a cap")
     parser.add_argument("--m1m2-epochs", type=int, default=100, help="epochs of each part of m1+m2")
     parser.add_argument("--batch-size", type=int, default=200)
     parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
@@ -148,6 +154,7 @@ def main() -> None:
             results.setdefault(str(n), {})[method] = summarise(runs)
     report = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "dataset": args.dataset, "draws": args.draws,
               "first_draw": args.first_draw, "labels": args.labels, "minutes": args.minutes,
+              "epochs": args.epochs,
               "consistency": args.consistency, "m1m2_epochs": args.m1m2_epochs,
               "batch_size": args.batch_size, "train_items": len(train), "test_items": len(test),
               "machine": {"platform": platform.platform(), "torch_threads": torch.get_num_threads(),
@@ -181,7 +188,7 @@ def merge(paths: list[Path], out: Path | None = None) -> None:
                for n, methods in pooled.items()}
     print_table(reports[0]["dataset"], results)
     if out is not None:
-        settings = ("date", "draws", "first_draw", "labels", "minutes", "consistency", "m1m2_epochs", "batch_size",
+        settings = ("date", "draws", "first_draw", "labels", "minutes", "epochs", "consistency", "m1m2_epochs", "batch_size",
                     "machine", "total_seconds")
         sources = [source for p, report in zip(paths, reports) for source in report.get("merged_from") or [
             {"file": p.name, "methods": sorted({m for r in report["results"].values() for m in r}),
