@@ -188,11 +188,13 @@ def merge(paths: list[Path], out: Path | None = None) -> None:
                for n, methods in pooled.items()}
     print_table(reports[0]["dataset"], results)
     if out is not None:
-        settings = ("date", "draws", "first_draw", "labels", "minutes", "epochs", "consistency", "m1m2_epochs", "batch_size",
-                    "machine", "total_seconds")
+        settings = ("date", "draws", "first_draw", "labels", "minutes", "epochs", "consistency", "m1m2_epochs",
+                    "batch_size", "machine", "total_seconds")
         sources = [source for p, report in zip(paths, reports) for source in report.get("merged_from") or [
             {"file": p.name, "methods": sorted({m for r in report["results"].values() for m in r}),
              **{k: report[k] for k in settings if k in report}}]]  # a merged file brings its own sources
+        kept = {run["file"] for methods in results.values() for result in methods.values() for run in result["runs"]}
+        sources = [source for source in sources if source.get("date") in kept]  # not those whose runs were replaced
         out.write_text(json.dumps({"dataset": reports[0]["dataset"], "merged_from": sources, "results": results,
                                    "published_mnist": PUBLISHED}, indent=1))
         print(f"\nwrote {out}")
