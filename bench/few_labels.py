@@ -40,6 +40,7 @@ import torch
 
 import vaekit
 from vaekit.data import keep_labels
+from vaekit.latent import class_predictions, confusion_counts
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
@@ -71,7 +72,7 @@ def run_method(method: str, args, n_labels: int, draw: int, data: dict) -> dict:
 
     y_few = data["y_few"]
     labelled = y_few >= 0
-    started, epochs, curve = time.perf_counter(), 0, []
+    started, epochs, curve, confusion = time.perf_counter(), 0, [], []
     if method == "logreg":
         model = LogisticRegression(max_iter=5000).fit(data["x_train"][labelled], y_few[labelled])
         accuracy = model.score(data["x_test"], data["y_test"])
@@ -98,6 +99,8 @@ def run_method(method: str, args, n_labels: int, draw: int, data: dict) -> dict:
                                   pictures=False)
             accuracy, epochs = result.test_accuracy, len(result.metrics)
             curve = [round(m["val_accuracy"], 4) for m in result.metrics if "val_accuracy" in m]
+            predicted = class_predictions(result.model, torch.from_numpy(data["images_test"]))
+            confusion = confusion_counts(data["y_test"], predicted, 10).tolist()  # rows: true, columns: predicted
     elif method == "m1+m2":
         model = vaekit.SemiSupervisedVAE(m1_latent_dim=50, hidden=(500,), latent_dim=50, epochs=args.m1m2_epochs,
                                          batch_size=args.batch_size, lr=1e-3, lr_schedule="constant",
@@ -107,7 +110,7 @@ def run_method(method: str, args, n_labels: int, draw: int, data: dict) -> dict:
     else:
         raise ValueError(method)
     return {"draw": draw, "error": 100 * (1 - accuracy), "seconds": time.perf_counter() - started,
-            **({"epochs": epochs, "val_accuracy": curve} if method.startswith("m2") else {})}
+            **({"epochs": epochs, "val_accuracy": curve, "confusion": confusion} if method.startswith("m2") else {})}
 
 
 def main() -> None:

@@ -108,6 +108,11 @@ def test_cli_trains_m2_from_n_labels_and_reports_accuracy_probes_and_samples_by_
     assert Image.open(run / "samples_by_class.png").size[1] > Image.open(run / "samples.png").size[1] * 10 / 8 * 0.9
     report = (run / "report.html").read_text()
     assert "samples_by_class.png" in report and "test accuracy of the classifier" in report
+    confusion = np.array(pictures["test_confusion"])  # rows: true classes, columns: predicted
+    test_y = vaekit.load_splits(vaekit.DataConfig(dataset="digits")).test.y
+    assert confusion.shape == (10, 10) and confusion.sum(1).tolist() == np.bincount(test_y).tolist()
+    assert confusion.trace() / confusion.sum() == pytest.approx(summary["test_accuracy"])
+    assert "confusion.png" in report and Image.open(run / "confusion.png").size[0] > 300
     curve = [m["val_accuracy"] for m in vaekit.runs.read_metrics(run)]  # the classifier learns, epoch by epoch
     assert len(curve) == 8 and curve[-1] > 0.5 and curve[-1] > curve[0] and "<th>val_accuracy</th>" in report
     assert vaekit.load(run).classes_.tolist() == list(range(10))

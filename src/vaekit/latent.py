@@ -18,6 +18,19 @@ def posterior_means(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2
 
 
 @torch.no_grad()
+def class_predictions(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> np.ndarray:
+    """The most probable class under a model of labels' q(y|x) for stored items x (N, ...): (N,) ints."""
+    model.eval()
+    return torch.cat([model.class_logits(model_input(x[i:i + batch_size])).argmax(1)
+                      for i in range(0, len(x), batch_size)]).cpu().numpy()
+
+
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """(K, K) int64: items of true class i (row) predicted as class j (column)."""
+    return np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+
+
+@torch.no_grad()
 def kl_per_dim(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 2000) -> np.ndarray:
     """Mean KL of each latent dimension over x, by the model's own measure (``VAE.kl_per_dim``): (L,). Large = a
     used dimension."""

@@ -111,6 +111,32 @@ def curves_png(metrics: list[dict]) -> bytes:
     return _figure_png(fig)
 
 
+def confusion_png(counts: np.ndarray, class_names: tuple[str, ...], title: str) -> bytes:
+    """A confusion matrix (K, K) of counts, rows the true classes, columns the predicted ones: each cell shaded
+    by its share of the row and showing its count; the diagonal (right) in green, the rest in red."""
+    plt = _plt()
+    k = len(counts)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * k, 0.8 + 0.5 * k))
+    diagonal = np.eye(k, dtype=bool)
+    off = np.where(diagonal, np.nan, share)  # errors on a scale of their own: a 2 % cell still shows
+    top = max(float(np.nanmax(off)) if k > 1 else 0.0, 0.05)
+    ax.imshow(np.where(diagonal, share, np.nan), cmap="Greens", vmin=0, vmax=1)
+    ax.imshow(off, cmap="Reds", vmin=0, vmax=top)
+    shade = np.where(diagonal, share, share / top)  # 0..1: how dark each cell is drawn
+    for i in range(k):
+        for j in range(k):
+            if counts[i, j]:
+                ax.text(j, i, str(int(counts[i, j])), ha="center", va="center", fontsize=7 if k > 10 else 8,
+                        color="white" if shade[i, j] > 0.6 else "black")
+    ax.set_xticks(range(k), class_names, rotation=90 if max(map(len, class_names)) > 3 else 0)
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    return _figure_png(fig)
+
+
 def histogram_png(values: np.ndarray, title: str, xlabel: str) -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 3.6))

@@ -34,6 +34,8 @@ CAPTIONS = {
     "interpolation.png": "Left and right: two test originals; between them, decoded points on the straight "
                          "line between their latent codes.",
     "denoising.png": "Corrupted test inputs (top), the model's output (middle), the clean originals (bottom).",
+    "confusion.png": "The classifier q(y|x) on the test split: test items of each true class (row) by the class "
+                     "it predicts (column); the errors are shaded on a scale of their own.",
     "curves.png": "Train and validation loss, reconstruction and KL per epoch.",
     "recon_error.png": "Reconstruction error (nats) of each test item.",
 }
@@ -235,6 +237,21 @@ def plot_recon_error(run: LoadedRun) -> dict:
     return {"test_recon_error_median": float(np.median(err))}
 
 
+def plot_confusion(run: LoadedRun) -> dict:
+    """``confusion.png`` for a model of labels: its classifier's test predictions against the test labels; the
+    counts also go to summary.json (rows: true classes, columns: predicted)."""
+    test = run.splits.test
+    k = run.cfg.model.n_classes
+    known = test.y >= 0
+    predicted = latent.class_predictions(run.model, run.tensor("test"))[known]
+    counts = latent.confusion_counts(test.y[known], predicted, k)
+    names = tuple(test.class_names) if test.class_names and len(test.class_names) == k else tuple(map(str, range(k)))
+    accuracy = np.trace(counts) / max(counts.sum(), 1)
+    atomic_write(run.run_dir / "confusion.png",
+                 plots.confusion_png(counts, names, f"{run.cfg.data.dataset}: test accuracy {accuracy:.4f}"))
+    return {"test_confusion": counts.tolist()}
+
+
 def make_pictures(run_dir: str | Path, data_dir: str | Path | None = None) -> dict:
     """Write every picture that fits the run's data and return the numbers they produced.
 
@@ -248,6 +265,8 @@ def make_pictures(run_dir: str | Path, data_dir: str | Path | None = None) -> di
         atomic_write(run.run_dir / "curves.png", plots.curves_png(metrics))
     if len(run.splits.test):
         info.update(plot_latent(run))
+        if run.model.uses_labels and run.splits.test.y is not None:
+            info.update(plot_confusion(run))
         if run.is_image:
             plot_grids(run)
             if run.cfg.data.noise:

@@ -26,6 +26,7 @@ from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
 from .models import MODELS, build_model
 from .anomaly import training_scores
+from .latent import class_predictions
 from .objectives import kl_weight, lr_factor
 from .tensors import (FileTensor, as_tensor, autocast_dtype, gather, model_input, pick_device, select_rows,
                       shuffle_plan)
@@ -414,13 +415,9 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                        train_scores, accuracy)
 
 
-@torch.no_grad()
 def classifier_accuracy(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, batch_size: int = 2000) -> float:
     """Share of stored items x (N, ...) whose most probable class under q(y|x) is their label y (N,)."""
-    model.eval()
-    predicted = torch.cat([model.class_logits(model_input(x[i:i + batch_size])).argmax(1)
-                           for i in range(0, len(x), batch_size)])
-    return float((predicted.cpu().numpy() == y).mean())
+    return float((class_predictions(model, x, batch_size) == y).mean())
 
 
 def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
