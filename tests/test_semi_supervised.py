@@ -113,8 +113,10 @@ def test_cli_trains_m2_from_n_labels_and_reports_accuracy_probes_and_samples_by_
     assert confusion.shape == (10, 10) and confusion.sum(1).tolist() == np.bincount(test_y).tolist()
     assert confusion.trace() / confusion.sum() == pytest.approx(summary["test_accuracy"])
     assert "confusion.png" in report and Image.open(run / "confusion.png").size[0] > 300
-    curve = [m["val_accuracy"] for m in vaekit.runs.read_metrics(run)]  # the classifier learns, epoch by epoch
-    assert len(curve) == 8 and curve[-1] > 0.5 and curve[-1] > curve[0] and "<th>val_accuracy</th>" in report
+    metrics = vaekit.runs.read_metrics(run)  # validation accuracy by epoch; the bound falls
+    curve = [m["val_accuracy"] for m in metrics]  # (epoch 1 is already ~0.8: its rows are a quarter labelled)
+    assert len(curve) == 8 and curve[-1] > 0.5 and "<th>val_accuracy</th>" in report
+    assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]
     assert vaekit.load(run).classes_.tolist() == list(range(10))
     assert main(["evaluate", str(run), "--nll"]) == 2  # one line, no wrong number
     assert "importance-sampled" in capsys.readouterr().err
