@@ -79,6 +79,35 @@ def test_save_and_load_round_trip_m2_and_m1_plus_m2(tmp_path, few_labels, m2):
     assert again.sample(2, random_state=0, y=1).shape == (2, 64)
 
 
+def test_m1_plus_m2_models_the_dims_m1_uses_from_draws_of_its_code(few_labels):
+    """As Kingma et al.'s code: M2 sees z1 ~ q(z1|x) in the dims whose posterior means vary, and classifies by
+    the means."""
+    X, y_few, X_test, y_test, _ = few_labels
+    stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=16, m1_draws=4, epochs=8, random_state=0).fit(X, y_few)
+    used = np.flatnonzero(stacked.m1_.transform(X).std(0) > 0.1)
+    assert stacked.m1_dims_.tolist() == used.tolist() and 0 < len(used) <= 16
+    assert stacked.m2_.n_features_in_ == len(used)
+    assert stacked.m2_.n_iter_ == 2  # 8 epochs' worth: two passes over four draws of each item
+    means = torch.from_numpy(stacked.m1_.transform(X_test)[:, used]).float()
+    logits = stacked.m2_.model_.class_logits(stacked.m2_._model_input(means.numpy())).float()
+    assert np.allclose(stacked.predict_proba(X_test), logits.softmax(-1).detach().numpy(), atol=1e-6)
+    assert stacked.sample(3, random_state=0, y=2).shape == (3, 64)
+    with pytest.raises(ValueError, match="m1_draws must be a positive integer, got 0"):
+        vaekit.SemiSupervisedVAE(m1_latent_dim=4, m1_draws=0, epochs=1).fit(X, y_few)
+
+
+def test_early_stopping_holds_out_every_draw_of_an_item():
+    from vaekit.estimators import _validation_rows
+
+    labels = np.tile(np.r_[0, 1, np.full(18, -1)], 3)  # 20 items (2 labelled), 3 draws each, draw-major
+    items = np.tile(np.arange(20), 3)
+    rows = _validation_rows(60, labels, items, 0.25, seed=0)
+    held = np.unique(items[rows])
+    assert len(held) == 4 and np.all(labels[rows] == -1)  # a quarter of the 18 unlabelled items, rounded
+    assert rows.tolist() == np.flatnonzero(np.isin(items, held)).tolist()  # all three draws of each
+    assert len(_validation_rows(60, labels, None, 0.25, seed=0)) == 14  # without items, rows: a quarter of 54
+
+
 def test_keep_labels_spreads_n_labels_evenly_over_the_classes_and_is_seeded():
     from vaekit.data import keep_labels, load_splits
 
