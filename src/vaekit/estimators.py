@@ -772,7 +772,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         # Gaussian likelihood of learned sigma (that code learns a variance too): on MNIST with 100 labels (draw 0,
         # M1 and M2 40 epochs each) sigma fixed at 1 gave 12.83 % test error, learned 5.55 %
         params = {**self.get_params(), "m1_latent_dim": None, "arch": "mlp", "classifier_arch": None,
-                  "likelihood": "gaussian-learned", "hidden": None, "epochs": epochs, "standardize": False}
+                  "likelihood": "gaussian-learned", "epochs": epochs, "standardize": False}
         m2 = SemiSupervisedVAE(**params)._fit_labelled(codes, np.tile(y, self.m1_draws),
                                                        np.tile(np.arange(len(mean)), self.m1_draws))
         self._set_parts(m1, m2, dims)
