@@ -21,7 +21,8 @@ Methods:
   m2+consistency+conv  the same with `--classifier-arch conv`: q(y|x) is a conv net (stride-2 convs of 32 and 64
                    channels, then 500 hidden) beside the MLP VAE
   m1+m2            vaekit.SemiSupervisedVAE(m1_latent_dim=50): M1 (VAE, 500 hidden, latent 50) on all training
-                   images, then M2 on its codes; --m1m2-epochs epochs for each part
+                   images, then M2 on 10 draws z1 ~ q(z1|x) of each image in the dims M1 uses; --m1m2-epochs
+                   epochs for each part (M2's over the draws: epochs / 10 passes)
 
 Writes bench/results/few_labels_<dataset>.json and prints a markdown table (mean +- std over draws, %).
 """
