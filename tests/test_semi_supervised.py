@@ -82,7 +82,7 @@ def test_save_and_load_round_trip_m2_and_m1_plus_m2(tmp_path, few_labels, m2):
 def test_m1_plus_m2_models_the_dims_m1_uses_from_draws_of_its_code(few_labels):
     """As Kingma et al.'s code: M2 sees z1 ~ q(z1|x) in the dims whose posterior means vary, and classifies by
     the means."""
-    X, y_few, X_test, y_test, y_all = few_labels
+    X, y_few, X_test, _, y_all = few_labels
     stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=16, m1_draws=4, epochs=40, random_state=0).fit(X, y_few)
     used = np.flatnonzero(stacked.m1_.transform(X).std(0) > 0.1)
     assert stacked.m1_dims_.tolist() == used.tolist() and 0 < len(used) <= 16
