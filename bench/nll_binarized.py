@@ -51,6 +51,8 @@ MODELS = {
     # the VampPrior paper's recipe: KL warm-up over 100 epochs, lr 5e-4, batch 100
     "vamp-paper": dict(hidden=(300, 300), latent_dim=40, prior="vamp", prior_components=500, kl_warmup=100,
                        lr=5e-4, batch_size=100),
+    "hvae-vamp-paper": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
+                            kl_warmup=100, lr=5e-4, batch_size=100),
     "hvae-vamp-iwae": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
                            iw_samples=5),
 }
