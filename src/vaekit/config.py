@@ -153,7 +153,7 @@ class TrainConfig:
     consistency_threshold: float = setting(0.95, "m2: the confidence q(y|x) of a weak view that makes its class a "
                                                  "target under --consistency (default 0.95)")
     max_minutes: float | None = setting(None, "wall-clock budget, a cap: an epoch starts only if one as long as "
-                                              "the last still fits")
+                                              "the last still fits; a cosine lr schedule ends with the budget")
     checkpoint_minutes: float = setting(10.0, "also checkpoint inside an epoch once this many minutes have passed "
                                               "since the last checkpoint, so --resume goes on from that step (long "
                                               "or streamed epochs; default 10; 0: at epoch ends only)")

@@ -331,6 +331,10 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
+    # Under a budget the cosine ends where the budget is expected to: after each epoch, the epochs done plus those
+    # the time left holds at the mean time of the last 5 epochs (rank 0's clock, so every rank sets the same lr).
+    # Without this, --max-minutes with many --epochs stopped while the lr was still near its peak.
+    schedule_end, epoch_seconds = float(cfg.train.epochs), []
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
@@ -359,7 +363,8 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             try:
                 train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
                                           within if epoch == start_epoch + 1 else None,
-                                          save_within(epoch) if run_dir and cfg.train.checkpoint_minutes else None)
+                                          save_within(epoch) if run_dir and cfg.train.checkpoint_minutes else None,
+                                          schedule_end)
             except TrainingDiverged as e:
                 kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
@@ -381,6 +386,11 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             if message is not None:
                 raise VaekitError(f"rank 0 stopped in epoch {epoch}: {message}")
             last_epoch_seconds = time.perf_counter() - started
+            if math.isfinite(budget_ends):
+                epoch_seconds.append(last_epoch_seconds)
+                left = max(budget_ends - time.monotonic(), 0.0)
+                recent = sum(epoch_seconds[-5:]) / len(epoch_seconds[-5:])
+                schedule_end = distributed.broadcast(min(float(cfg.train.epochs), epoch + left // recent))
             last_saved = time.monotonic()  # _end_epoch checkpointed
             if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
                 bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
@@ -441,7 +451,7 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
     improved = not val_terms or best is None or val_terms["loss"] < best
     record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
               **{f"val_{k}": v for k, v in val_terms.items()}, "best": improved,
-              "seconds": time.perf_counter() - started}
+              "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
     labelled = np.flatnonzero(splits.val.y >= 0) if model.uses_labels and splits.val.y is not None else []
     if len(labelled):
         # a curve to watch, from the validation split's labelled rows (with `--labels N`, all of them: N counts the
@@ -536,14 +546,16 @@ def oversample_labelled(x: torch.Tensor | FileTensor, y: torch.Tensor, share: fl
 def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, cfg: RunConfig,
                 epoch: int, bar: tqdm, y: torch.Tensor | None = None,
                 resumed: tuple[int, torch.Tensor] | None = None,
-                save_within: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, float]:
+                save_within: Callable[[int, torch.Tensor], None] | None = None,
+                last_epoch: float | None = None) -> dict[str, float]:
     """One pass over ``x`` (and its labels ``y``, -1 = unlabelled, for a model that learns from them); returns
     the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf.
 
     Every rank draws the same global batches and trains on its own slice of each. ``resumed`` = (steps done,
     their summed terms) continues an epoch a checkpoint stopped in: the same order, from the next batch.
     ``save_within(step, sums)`` is called on every rank at each progress refresh before the last step, with this
-    rank's sums (it decides whether to checkpoint, and sums them over the ranks only then).
+    rank's sums (it decides whether to checkpoint, and sums them over the ranks only then). ``last_epoch``: where
+    the lr schedule ends (``lr_factor``; default the configured epochs).
     """
     objective.train()
     rank, size, _ = distributed.world()
@@ -566,7 +578,7 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
         noisy = corrupt(clean, cfg.data.noise) if cfg.data.noise else clean  # denoising: clean target
         progress = epoch - 1 + (step - 1) / steps  # epochs done, fractional
         for group in optimizer.param_groups:
-            group["lr"] = cfg.train.lr * lr_factor(cfg.train, progress)
+            group["lr"] = cfg.train.lr * lr_factor(cfg.train, progress, last_epoch)
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             # the weight goes in as a tensor: a changing Python float would recompile a compiled step
             loss, terms = objective(noisy, clean, torch.tensor(kl_weight(cfg.train, progress), device=x.device),
