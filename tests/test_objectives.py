@@ -178,3 +178,6 @@ def test_cosine_lr_schedule():
     assert lr_factor(cfg, 6.0) == pytest.approx(0.5)
     assert lr_factor(cfg, 11.0) == pytest.approx(0.0, abs=1e-9)
     assert lr_factor(TrainConfig(lr_schedule="constant"), 3.0) == 1.0
+    # under a time budget the cosine ends where the budget is expected to (here after epoch 5, not 11)
+    assert lr_factor(cfg, 3.0, last_epoch=5.0) == pytest.approx(0.5)
+    assert lr_factor(cfg, 5.0, last_epoch=5.0) == pytest.approx(0.0, abs=1e-9)
