@@ -331,10 +331,22 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
-    # Under a budget the cosine ends where the budget is expected to: after each epoch, the epochs done plus those
-    # the time left holds at the mean time of the last 5 epochs (rank 0's clock, so every rank sets the same lr).
-    # Without this, --max-minutes with many --epochs stopped while the lr was still near its peak.
-    schedule_end, epoch_seconds = float(cfg.train.epochs), []
+    # Epoch times (a resumed run's from its record) for where a cosine lr schedule ends under a budget
+    epoch_seconds = [m["seconds"] for m in runs.read_metrics(run_dir)] \
+        if start_epoch and run_dir is not None and distributed.is_main() else []
+
+    def schedule_end(epochs_done: int) -> float:
+        """The epoch the lr schedule ends with: --epochs, or under a budget the epochs done plus those the time left
+        holds at the mean time of the last 5 epochs, if fewer. Rank 0's clock, so every rank sets the same lr.
+        Without this, --max-minutes with many --epochs stopped while a cosine's lr was still near its peak."""
+        if not math.isfinite(budget_ends):
+            return float(cfg.train.epochs)
+        recent = epoch_seconds[-5:]
+        left = max(budget_ends - time.monotonic(), 0.0)
+        end = epochs_done + left // (sum(recent) / len(recent)) if recent else math.inf
+        return distributed.broadcast(min(float(cfg.train.epochs), end))
+
+    last_epoch = schedule_end(start_epoch)
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
@@ -364,7 +376,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
                                           within if epoch == start_epoch + 1 else None,
                                           save_within(epoch) if run_dir and cfg.train.checkpoint_minutes else None,
-                                          schedule_end)
+                                          last_epoch)
             except TrainingDiverged as e:
                 kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
@@ -386,11 +398,8 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             if message is not None:
                 raise VaekitError(f"rank 0 stopped in epoch {epoch}: {message}")
             last_epoch_seconds = time.perf_counter() - started
-            if math.isfinite(budget_ends):
-                epoch_seconds.append(last_epoch_seconds)
-                left = max(budget_ends - time.monotonic(), 0.0)
-                recent = sum(epoch_seconds[-5:]) / len(epoch_seconds[-5:])
-                schedule_end = distributed.broadcast(min(float(cfg.train.epochs), epoch + left // recent))
+            epoch_seconds.append(last_epoch_seconds)
+            last_epoch = schedule_end(epoch)
             last_saved = time.monotonic()  # _end_epoch checkpointed
             if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
                 bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
