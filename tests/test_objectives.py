@@ -181,3 +181,6 @@ def test_cosine_lr_schedule():
     # under a time budget the cosine ends where the budget is expected to (here after epoch 5, not 11)
     assert lr_factor(cfg, 3.0, last_epoch=5.0) == pytest.approx(0.5)
     assert lr_factor(cfg, 5.0, last_epoch=5.0) == pytest.approx(0.0, abs=1e-9)
+    # a budget of about one epoch: the warm-up takes its first half, the decay the second
+    assert lr_factor(cfg, 0.5, last_epoch=1.0) == pytest.approx(1.0, abs=1e-2)
+    assert lr_factor(cfg, 0.75, last_epoch=1.0) == pytest.approx(0.5)

@@ -363,7 +363,7 @@ _SHARED_DOC = """
         Every setting of the fit, as the CLI writes it to ``config.json``.
     standardizer_ : Standardizer or None
     history_ : list of dict
-        Per-epoch training (and validation) loss terms.
+        Per-epoch training (and validation) loss terms, the learning rate and wall seconds.
     n_features_in_, feature_names_in_, input_shape_, latent_dim_, n_iter_
 """
 

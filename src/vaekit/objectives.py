@@ -22,15 +22,16 @@ def lr_factor(cfg: TrainConfig, progress_epochs: float, last_epoch: float | None
     """Multiplier of the base learning rate at a point of training (epochs since the start, fractional).
 
     cosine: linear warm-up over ``warmup_epochs``, then half a cosine down to 0 at the end of ``last_epoch``
-    (default ``cfg.epochs``; under --max-minutes, the epoch the budget is expected to end with)
-    (Loshchilov & Hutter 2017, without restarts).
+    (default ``cfg.epochs``; under --max-minutes, the epoch the budget is expected to end with, and the warm-up
+    then takes at most half of it) (Loshchilov & Hutter 2017, without restarts).
     """
     if cfg.lr_schedule == "constant":
         return 1.0
-    if progress_epochs < cfg.warmup_epochs:
-        return (progress_epochs + 1e-3) / cfg.warmup_epochs
-    span = max((cfg.epochs if last_epoch is None else last_epoch) - cfg.warmup_epochs, 1e-9)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress_epochs - cfg.warmup_epochs) / span)))
+    warmup = cfg.warmup_epochs if last_epoch is None else min(cfg.warmup_epochs, last_epoch / 2)
+    if progress_epochs < warmup:
+        return (progress_epochs + 1e-3) / warmup
+    span = max((cfg.epochs if last_epoch is None else last_epoch) - warmup, 1e-9)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress_epochs - warmup) / span)))
 
 
 def kl_weight(cfg: TrainConfig, progress_epochs: float) -> float:

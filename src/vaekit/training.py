@@ -332,18 +332,20 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
     # Epoch times (a resumed run's from its record) for where a cosine lr schedule ends under a budget
-    epoch_seconds = [m["seconds"] for m in runs.read_metrics(run_dir)] \
+    epoch_seconds = [m.get("seconds", 0.0) for m in runs.read_metrics(run_dir)] \
         if start_epoch and run_dir is not None and distributed.is_main() else []
 
     def schedule_end(epochs_done: int) -> float:
         """The epoch the lr schedule ends with: --epochs, or under a budget the epochs done plus those the time left
-        holds at the mean time of the last 5 epochs, if fewer. Rank 0's clock, so every rank sets the same lr.
+        holds at the median time of the last 5 epochs (at least the next one), if fewer. The median: a compiling
+        first epoch or a resumed part of one does not move it. Rank 0's clock, so every rank sets the same lr.
         Without this, --max-minutes with many --epochs stopped while a cosine's lr was still near its peak."""
         if not math.isfinite(budget_ends):
             return float(cfg.train.epochs)
-        recent = epoch_seconds[-5:]
-        left = max(budget_ends - time.monotonic(), 0.0)
-        end = epochs_done + left // (sum(recent) / len(recent)) if recent else math.inf
+        end = math.inf
+        if epoch_seconds:
+            left = max(budget_ends - time.monotonic(), 0.0)
+            end = epochs_done + max(1.0, left // max(float(np.median(epoch_seconds[-5:])), 1e-9))
         return distributed.broadcast(min(float(cfg.train.epochs), end))
 
     last_epoch = schedule_end(start_epoch)
