@@ -22,8 +22,8 @@ def lr_factor(cfg: TrainConfig, progress_epochs: float, last_epoch: float | None
     """Multiplier of the base learning rate at a point of training (epochs since the start, fractional).
 
     cosine: linear warm-up over ``warmup_epochs``, then half a cosine down to 0 at the end of ``last_epoch``
-    (default ``cfg.epochs``; under --max-minutes, the epoch the budget is expected to end with, and the warm-up
-    then takes at most half of it) (Loshchilov & Hutter 2017, without restarts).
+    (None: ``cfg.epochs``; under --max-minutes, the epoch the budget is expected to end with before that, and the
+    warm-up then takes at most half of it) (Loshchilov & Hutter 2017, without restarts).
     """
     if cfg.lr_schedule == "constant":
         return 1.0

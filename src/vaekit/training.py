@@ -335,18 +335,18 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     epoch_seconds = [m.get("seconds", 0.0) for m in runs.read_metrics(run_dir)] \
         if start_epoch and run_dir is not None and distributed.is_main() else []
 
-    def schedule_end(epochs_done: int) -> float:
-        """The epoch the lr schedule ends with: --epochs, or under a budget the epochs done plus those the time left
-        holds at the median time of the last 5 epochs (at least the next one), if fewer. The median: a compiling
-        first epoch or a resumed part of one does not move it. Rank 0's clock, so every rank sets the same lr.
-        Without this, --max-minutes with many --epochs stopped while a cosine's lr was still near its peak."""
+    def schedule_end(epochs_done: int) -> float | None:
+        """The epoch the lr schedule ends with: None for --epochs, or under a budget the epochs done plus those the
+        time left holds at the median time of the last 5 epochs (at least the next one), if fewer. The median: a
+        compiling first epoch or a resumed part of one does not move it. Rank 0's clock, so every rank sets the
+        same lr. Without this, --max-minutes with many --epochs stopped while a cosine's lr was near its peak."""
         if not math.isfinite(budget_ends):
-            return float(cfg.train.epochs)
+            return None
         end = math.inf
         if epoch_seconds:
             left = max(budget_ends - time.monotonic(), 0.0)
             end = epochs_done + max(1.0, left // max(float(np.median(epoch_seconds[-5:])), 1e-9))
-        return distributed.broadcast(min(float(cfg.train.epochs), end))
+        return distributed.broadcast(end if end < cfg.train.epochs else None)
 
     last_epoch = schedule_end(start_epoch)
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
