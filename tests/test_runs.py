@@ -95,10 +95,9 @@ def test_patience_stops_after_epochs_without_a_better_validation_loss(tmp_path, 
 def one_thread():
     """torch on one thread for a test's duration: beside other busy processes, two threads' barriers stretched
     digits epochs from ~0.05 s to 2-3 s."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    from vaekit.estimators import _threads
+    with _threads(1):
+        yield
 
 
 def test_time_budget_is_a_cap_and_the_run_is_complete(tmp_path, capsys, one_thread):
