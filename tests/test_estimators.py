@@ -223,8 +223,8 @@ def test_the_run_folder_api_takes_the_estimator_and_loads_a_folder_once(tmp_path
     assert np.array_equal(vaekit.sample(vae, 4, seed=1), vaekit.sample(path, 4, seed=1))
     assert np.allclose(vaekit.encode(vae, spec), vae.transform(digits[:20]), atol=1e-6)
     loads = []
-    real = vaekit.runs.load_model
-    monkeypatch.setattr(vaekit.runs, "load_model", lambda *a, **k: loads.append(a) or real(*a, **k))
+    real = vaekit.runs.load_fitted  # load_model reads through it too
+    monkeypatch.setattr(vaekit.runs, "load_fitted", lambda *a, **k: loads.append(a) or real(*a, **k))
     assert main(["encode", str(path), "--input", spec, "--out", str(tmp_path / "codes.npy")]) == 0
     assert len(loads) == 1  # one model object for the whole command
 

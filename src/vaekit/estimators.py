@@ -20,7 +20,7 @@ import math
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ DETECTOR_STEPS = 300
 DETECTOR_LR = 1e-3
 ONE_THREAD_BELOW = 2_000_000  # rows x features: small batches on 2 threads ran ~8x slower than on 1 (issue #13)
 ELBO_SAMPLES = 16  # draws of z per item in score_samples' ELBO estimate
+PREDICT_BATCH = 4096  # rows a model reads at once outside training (transform, reconstruct, ...)
 M1_USED_STD = 0.1  # M1+M2: a dim of M1's code is used when its posterior means vary over X by more than this std
 
 
@@ -169,13 +170,25 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
     def _model_input(self, X: Any) -> torch.Tensor:
         """Checked, standardised items on the model's device: (N, *input_shape)."""
         check_is_fitted(self, "model_")
-        x = self._check_X(X, reset=False)
+        return self._as_model_input(self._check_X(X, reset=False))
+
+    def _as_model_input(self, x: np.ndarray) -> torch.Tensor:
+        """Items ``_check_X`` returned (N, *input_shape), standardised, on the model's device."""
         if self.standardizer_ is not None:
             x = (x - self.standardizer_.mean) / self.standardizer_.std
         return model_input(torch.from_numpy(np.ascontiguousarray(x)).to(self._device()))
 
     def _device(self) -> torch.device:
         return next(self.model_.parameters()).device
+
+    @staticmethod
+    def _in_batches(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> Any:
+        """``fn`` over the rows of x (N, ...) in batches of PREDICT_BATCH, its outputs (a tensor, or a tuple of
+        them) joined along the rows: memory stays bounded whatever N."""
+        outs = [fn(b) for b in x.split(PREDICT_BATCH)]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.cat(parts) for parts in zip(*outs))
+        return torch.cat(outs)
 
     def _output(self, x_model: torch.Tensor) -> np.ndarray:
         """Model-space items (N, *input_shape) back to the user's units and layout."""
@@ -261,7 +274,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         """Codes (N, latent_dim): a VAE's posterior means, an autoencoder's codes. float64 for float64 input,
         else float32."""
         x = self._model_input(X)
-        z = torch.cat([self.model_.embed(b) for b in x.split(4096)]).float().cpu().numpy()
+        z = self._in_batches(self.model_.embed, x).float().cpu().numpy()
         return z.astype(np.float64) if getattr(X, "dtype", None) == np.float64 else z
 
     @torch.no_grad()
@@ -272,13 +285,13 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         if z.shape[1] != self.latent_dim_:
             raise ValueError(f"Z has {z.shape[1]} columns, but the codes have latent_dim={self.latent_dim_}")
         z = torch.from_numpy(z).to(self._device())
-        return self._output(torch.cat([self.model_.decode_mean(b) for b in z.split(4096)]))
+        return self._output(self._in_batches(self.model_.decode_mean, z))
 
     @torch.no_grad()
     def reconstruct(self, X: Any) -> np.ndarray:
         """Each item decoded from its own code: X's shape and units."""
         x = self._model_input(X)
-        return self._output(torch.cat([self.model_.reconstruct(b) for b in x.split(4096)]))
+        return self._output(self._in_batches(self.model_.reconstruct, x))
 
     def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
         """``n_samples`` new items decoded from codes drawn from the model's prior (an autoencoder's: a Gaussian
@@ -287,8 +300,8 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         seed = int(check_random_state(random_state).randint(2**31 - 1))
         gen = torch.Generator(device=self._device()).manual_seed(seed)
         with torch.no_grad():
-            return self._output(torch.cat([self.model_.sample(min(4096, n_samples - i), gen)
-                                           for i in range(0, int(n_samples), 4096)]))
+            return self._output(torch.cat([self.model_.sample(min(PREDICT_BATCH, n_samples - i), gen)
+                                           for i in range(0, int(n_samples), PREDICT_BATCH)]))
 
     # --- likelihoods ------------------------------------------------------------------------------------
     def _log_jacobian(self) -> float:
@@ -417,11 +430,10 @@ class VAE(_LatentEstimator):
                     prior=self.prior, prior_components=self.prior_components, hierarchy=tuple(self.hierarchy))
 
     @torch.no_grad()
-    def _posterior(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and log-variance of q(z|x) of the code: (N, latent_dim) float32 each."""
-        x = self._model_input(X)
-        parts = [self.model_.encode(b) for b in x.split(4096)]
-        return tuple(torch.cat([p[i] for p in parts]).float().cpu().numpy() for i in (0, 1))
+    def _posterior(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and log-variance of q(z|x) of the code for model input x (``_as_model_input``): (N, latent_dim)
+        float32 each."""
+        return tuple(t.float().cpu().numpy() for t in self._in_batches(self.model_.encode, x))
 
     @torch.no_grad()
     def score_samples(self, X: Any, n_importance_samples: int | None = None) -> np.ndarray:
@@ -480,7 +492,7 @@ class Autoencoder(_LatentEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """log p(x | z = f(x)) per sample, (N,) float64 in nats of X's units; higher = better reconstructed."""
         x = self._model_input(X)
-        out = [-self.model_.recon_nll(self.model_.embed(xb), xb).double() for xb in x.split(4096)]
+        out = [-self.model_.recon_nll(self.model_.embed(xb), xb).double() for xb in x.split(PREDICT_BATCH)]
         return torch.cat(out).cpu().numpy() + self._log_jacobian()
 
 
@@ -568,17 +580,17 @@ class OutlierDetector(BaseEstimator):
         if not 0.0 <= self.threshold_holdout < 1.0:
             raise ValueError(f"threshold_holdout={self.threshold_holdout}: must be in [0, 1)")
         estimator = self._make_estimator()
-        x = estimator._check_X(X, reset=True)  # checked once here; the rows as the model reads them
+        # checked once, here: the estimator takes X's description (a DataFrame's column names too) and the rows
+        # as the model reads them
+        x = estimator._check_X(X, reset=True)
         n_held = int(round(self.threshold_holdout * len(x))) if len(x) >= 10 else 0
         estimator.set_params(**self._schedule(len(x) - n_held))
         fit_rows = np.arange(len(x))
         if n_held:
             order = np.random.default_rng(_seed(self.random_state)).permutation(len(x))
             fit_rows, held = np.sort(order[n_held:]), np.sort(order[:n_held])
-        estimator.fit(_from_model_layout(x[fit_rows], estimator.input_layout_))
-        if hasattr(X, "columns"):  # a DataFrame: the names the fitted model checks later
-            estimator.feature_names_in_ = np.asarray(X.columns, dtype=object)
-        scores = self._scores(estimator, X)
+        estimator._fit(x[fit_rows])
+        scores = self._score_input(estimator, estimator._as_model_input(x))
         # The model fits its own training rows more closely than new rows: a threshold from their scores
         # flagged 54-100 % of held-out normal rows at contamination 0.1 (bench/outliers.py). Rows it did not
         # train on set it instead, so ~contamination of new normal rows are flagged.
@@ -596,14 +608,14 @@ class OutlierDetector(BaseEstimator):
                                        self.contamination)
         self.labels_ = (train_scores > self.threshold_).astype(int)
 
-    def _scores(self, estimator: _LatentEstimator, X: Any) -> np.ndarray:
-        x = estimator._model_input(X)
+    def _score_input(self, estimator: _LatentEstimator, x: torch.Tensor) -> np.ndarray:
+        """Anomaly scores (N,) of the model input x (``_as_model_input``)."""
         return score_items(estimator.model_, x, self._score_name(), seed=estimator.config_.train.seed)
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly scores (N,) float64: higher = more anomalous (PyOD's sign)."""
         check_is_fitted(self, "estimator_")
-        return self._scores(self.estimator_, X)
+        return self._score_input(self.estimator_, self.estimator_._model_input(X))
 
     def predict(self, X: Any) -> np.ndarray:
         """1 for rows scoring above ``threshold_`` (outliers), else 0."""
@@ -754,8 +766,9 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma, epochs=self.epochs,
                  batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule, standardize=self.standardize,
                  n_threads=self.n_threads, device=self.device, precision=self.precision,
-                 random_state=self.random_state, verbose=self.verbose).fit(X)
-        mean, logvar = m1._posterior(X)  # (N, L) each
+                 random_state=self.random_state, verbose=self.verbose)
+        x = m1._check_X(X, reset=True)  # checked once: M1 takes X's description and trains on the rows
+        mean, logvar = m1._fit(x)._posterior(m1._as_model_input(x))  # (N, L) each
         # As Kingma et al.'s code does (github.com/dpkingma/nips14-ssl, learn_yz_x_ss.py): M2 models only the
         # dims M1 uses, those whose posterior means vary over X (std > 0.1); an unused dim (KL ~ 0) is noise
         # around 0 that M2's likelihood and classifier would have to fit. And M2 learns from draws z1 ~ q(z1|x),
@@ -803,7 +816,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """q(y | x): (N, n_classes) float64, columns in ``classes_`` order."""
         part, x = self._m2(X)
-        logits = torch.cat([part.model_.class_logits(b).float() for b in x.split(4096)])
+        logits = self._in_batches(part.model_.class_logits, x).float()
         return logits.softmax(-1).double().cpu().numpy()
 
     def predict(self, X: Any) -> np.ndarray:
@@ -813,7 +826,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Means of q(z | x, y) with y = q(y|x)'s probabilities: (N, latent_dim)."""
         part, x = self._m2(X)
-        return torch.cat([part.model_.embed(b) for b in x.split(4096)]).float().cpu().numpy()
+        return self._in_batches(part.model_.embed, x).float().cpu().numpy()
 
     @torch.no_grad()
     def sample(self, n_samples: int = 1, random_state: Any = None, y: Any = None) -> np.ndarray:
@@ -872,7 +885,7 @@ def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDe
         estimator._set_parts(m1, m2, info["fitted"].get("m1_dims_", np.arange(m1.latent_dim_)))
         estimator.classes_ = np.asarray(info["fitted"]["classes_"])
         return estimator
-    model, cfg, standardizer = runs.load_model(path, pick_device(device))
+    model, cfg, standardizer, train_scores = runs.load_fitted(path, pick_device(device))
     if info is not None:
         cls = ESTIMATORS.get(info.get("class"))
         if cls is None:
@@ -890,8 +903,7 @@ def load(path: str | Path, device: str = "auto") -> _LatentEstimator | OutlierDe
         fitted = {"n_features_in_": int(np.prod(shape)), "input_shape_": list(shape),
                   "input_layout_": "table" if len(shape) == 1 else "NCHW"}
     history = runs.read_metrics(folder) if (folder / runs.METRICS_FILE).is_file() else []
-    tensors, _ = runs.read_safetensors(folder / runs.MODEL_FILE if path.is_dir() else path)
-    estimator._set_fitted(model, cfg, standardizer, history, runs.read_train_scores(tensors))
+    estimator._set_fitted(model, cfg, standardizer, history, train_scores)
     estimator.n_features_in_ = fitted["n_features_in_"]
     estimator.input_shape_ = tuple(fitted["input_shape_"])
     estimator.input_layout_ = fitted["input_layout_"]

@@ -239,6 +239,12 @@ def _looks_like_safetensors(data: bytes) -> bool:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
                ) -> tuple[torch.nn.Module, RunConfig, Standardizer | None]:
     """Rebuild a model from a run folder or a ``.safetensors`` file. Returns (model, config, standardizer)."""
+    return load_fitted(path, device)[:3]
+
+
+def load_fitted(path: str | os.PathLike, device: str | torch.device = "cpu"
+                ) -> tuple[torch.nn.Module, RunConfig, Standardizer | None, dict[str, np.ndarray]]:
+    """``load_model`` and the training scores the file holds ({} if none), from one read of the file."""
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
@@ -262,7 +268,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     standardizer = None
     if "data.mean" in tensors:
         standardizer = Standardizer(tensors["data.mean"].numpy(), tensors["data.std"].numpy())
-    return model.to(device).eval(), cfg, standardizer
+    return model.to(device).eval(), cfg, standardizer, read_train_scores(tensors)
 
 
 def _load_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
