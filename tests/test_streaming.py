@@ -183,6 +183,26 @@ def test_a_parquet_table_streams_as_it_loads_with_its_labels(wine_parquet, tmp_p
     assert np.allclose(np.asarray(splits.train.x).mean(0), 0, atol=1e-5)  # standardised by the training split
 
 
+def test_a_rewritten_parquet_table_replaces_its_cache_entry(wine_parquet, tmp_path):
+    path, frame = wine_parquet
+    cache = tmp_path / "cache" / "parquet"
+    cache.mkdir(parents=True)
+    legacy = cache / "0123456789abcdef01234567.npy"  # an entry named the old way: never read again
+    np.save(legacy, np.zeros((2, 2), np.float32))
+    other = tmp_path / "other.parquet"
+    frame.iloc[:40].to_parquet(other)
+    vaekit.load_data(f"parquet:{other}")
+    vaekit.load_data(f"parquet:{path}")
+    assert len(list(cache.glob("*.npy"))) == 2 and not legacy.exists()  # one entry per table
+    kept = frame.iloc[:100].copy()
+    kept["f0"] = kept["f0"] + 1.0
+    kept.to_parquet(path)  # the table rewritten: the next load decodes the new rows, the old entry goes
+    data = vaekit.load_data(f"parquet:{path}")
+    assert np.allclose(np.asarray(data.x), kept.drop(columns="label").to_numpy(np.float32))
+    assert len(list(cache.glob("*.npy"))) == 2  # the other table's entry stays
+    assert len(vaekit.load_data(f"parquet:{other}").x) == 40
+
+
 def test_bad_parquet_tables_are_one_line_errors_that_leave_nothing(wine_parquet, tmp_path, capsys):
     path, frame = wine_parquet
     text = frame.assign(grape=["nebbiolo"] * len(frame))

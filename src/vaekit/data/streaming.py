@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -344,6 +345,10 @@ def should_stream(nbytes: int, stream: str) -> bool:
     return nbytes > AUTO_SHARE * available_memory()
 
 
+# Entries named before 2026-12 by one hash of path, size and mtime: nothing reads them any more
+LEGACY_PARQUET_ENTRY = re.compile(r"[0-9a-f]{24}\.npy")
+
+
 def parquet_to_npy(path: Path, cache: Path, label_column: str = "label"
                    ) -> tuple[Path, np.ndarray | None, list[str], tuple[str, ...] | None]:
     """A Parquet table's numeric columns as a float32 ``.npy`` (N, D) in ``cache``, written record batch by
@@ -375,8 +380,12 @@ def parquet_to_npy(path: Path, cache: Path, label_column: str = "label"
     if n == 0:
         raise DataError(f"{path}: the table has no rows")
     stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    target = cache / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npy"
+    # One entry per table: named by its path, then its size and mtime. A rewritten table gets a new entry and its
+    # older ones are deleted once the new one is in place, so a table updated daily keeps one decoded copy in the
+    # cache, not one per day. The current entry is never deleted, so processes (torchrun's ranks) that decode the
+    # same table at once all find it; one still reading an older entry keeps its open file until it closes it.
+    table_key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24]
+    target = cache / f"{table_key}-{stat.st_size}-{stat.st_mtime_ns}.npy"
     if not target.is_file():
         cache.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".{os.getpid()}.partial")
@@ -399,6 +408,10 @@ def parquet_to_npy(path: Path, cache: Path, label_column: str = "label"
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
+        for stale in cache.glob("*.npy"):  # this table's older entries, and entries named before this scheme
+            older = stale.name.startswith(f"{table_key}-") or LEGACY_PARQUET_ENTRY.fullmatch(stale.name)
+            if older and stale != target:
+                stale.unlink(missing_ok=True)
     labels, class_names = None, None
     if label_column in schema.names:
         column = table.read(columns=[label_column]).column(0)
