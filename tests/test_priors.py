@@ -221,3 +221,18 @@ def test_the_semi_supervised_model_takes_a_learned_prior(tmp_path):
     again = vaekit.load(clf.save(tmp_path / "m2"), device="cpu")
     np.testing.assert_array_equal(again.predict(test.as_float()), clf.predict(test.as_float()))
     np.testing.assert_allclose(again.sample(4, y=3, random_state=0), clf.sample(4, y=3, random_state=0), atol=1e-6)
+
+
+@pytest.mark.parametrize("preset, layers", [("vampprior", 1), ("hvae-vampprior", 2)])
+def test_the_vampprior_presets_train_the_papers_recipe(preset, layers, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", preset, "--dataset", "digits", "--epochs", "5", "--no-plots",
+                 "--run-dir", str(run)]) == 0
+    est = vaekit.load(run, device="cpu")
+    cfg = est.config_
+    assert cfg.preset == preset and cfg.model.hidden == (300, 300) and cfg.model.latent_dim == 40
+    assert cfg.model.prior == "vamp" and est.model_.prior.pseudo_inputs.shape == (500, 1, 8, 8)
+    assert 1 + len(est.model_.lower) == layers
+    assert (cfg.train.lr, cfg.train.batch_size, cfg.train.kl_warmup, cfg.train.patience) == (5e-4, 100, 100, 50)
+    assert [m["lr"] for m in est.history_] == [5e-4] * 5  # constant, no warm-up of the lr
+    assert est.history_[-1]["val_loss"] < est.history_[0]["val_loss"]
