@@ -492,8 +492,8 @@ class Autoencoder(_LatentEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """log p(x | z = f(x)) per sample, (N,) float64 in nats of X's units; higher = better reconstructed."""
         x = self._model_input(X)
-        out = [-self.model_.recon_nll(self.model_.embed(xb), xb).double() for xb in x.split(PREDICT_BATCH)]
-        return torch.cat(out).cpu().numpy() + self._log_jacobian()
+        log_px = self._in_batches(lambda xb: -self.model_.recon_nll(self.model_.embed(xb), xb).double(), x)
+        return log_px.cpu().numpy() + self._log_jacobian()
 
 
 class OutlierDetector(BaseEstimator):
