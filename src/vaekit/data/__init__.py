@@ -204,8 +204,12 @@ def _load_splits(cfg: DataConfig) -> Splits:
         train, val = _holdout(train, cfg.val_fraction)
         return Splits(train, val, test)
     data = _digits_all() if kind == "digits" else _load_file(kind, arg, cfg)
-    rest, test = _holdout(data, 0.1)
-    train, val = _holdout(rest, cfg.val_fraction)
+    rest, test_rows = _holdout_rows(len(data), 0.1)
+    train_in_rest, val_in_rest = _holdout_rows(len(rest), cfg.val_fraction)
+    # Each split copied once from the loaded items, which are then let go: an array in memory peaks at twice its
+    # size here (three times when the validation split was taken from a copy of train + val).
+    train, val, test = (data.subset(rows) for rows in (rest[train_in_rest], rest[val_in_rest], test_rows))
+    del data
     if len(train) == 0:
         raise DataError(f"{cfg.dataset}: too few items ({len(data)}) to train on")
     if kind in ("csv", "parquet") or _real_valued_table(train):  # the estimators' rule: tables outside [0, 1]
@@ -222,9 +226,15 @@ def _real_valued_table(data: ArrayData) -> bool:
 
 def _holdout(data: ArrayData, fraction: float) -> tuple[ArrayData, ArrayData]:
     """Split off ``fraction`` of the items (a fixed seeded choice) as the second part."""
-    n_out = int(round(len(data) * fraction)) if len(data) > 2 else 0
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(data))
-    return data.subset(np.sort(order[n_out:])), data.subset(np.sort(order[:n_out]))
+    kept, held_out = _holdout_rows(len(data), fraction)
+    return data.subset(kept), data.subset(held_out)
+
+
+def _holdout_rows(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The rows (ascending) of n items that stay, and the ``fraction`` held out: a choice fixed by SPLIT_SEED."""
+    n_out = int(round(n * fraction)) if n > 2 else 0
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return np.sort(order[n_out:]), np.sort(order[:n_out])
 
 
 def _digits_all() -> ArrayData:
