@@ -239,3 +239,15 @@ def test_pickled_npy_is_refused(tmp_path):
 def test_unknown_spec_lists_the_choices():
     with pytest.raises(DataError, match="unknown data spec 'nope'"):
         parse_spec("nope")
+
+
+def test_a_file_too_small_to_leave_a_training_item_is_a_one_line_error(tmp_path, capsys):
+    from vaekit.cli import main
+
+    np.save(tmp_path / "three.npy", np.zeros((3, 4), np.float32))
+    with pytest.raises(DataError, match=r"too few items \(3\) to train on"):
+        load_splits(DataConfig(dataset=f"npy:{tmp_path / 'three.npy'}", val_fraction=0.9))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", f"npy:{tmp_path / 'three.npy'}", "--val-fraction", "0.9",
+                 "--run-dir", str(run)]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0 and not run.exists()

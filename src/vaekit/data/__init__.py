@@ -204,14 +204,15 @@ def _load_splits(cfg: DataConfig) -> Splits:
         train, val = _holdout(train, cfg.val_fraction)
         return Splits(train, val, test)
     data = _digits_all() if kind == "digits" else _load_file(kind, arg, cfg)
-    rest, test_rows = _holdout_rows(len(data), 0.1)
+    n_items = len(data)
+    rest, test_rows = _holdout_rows(n_items, 0.1)
     train_in_rest, val_in_rest = _holdout_rows(len(rest), cfg.val_fraction)
     # Each split copied once from the loaded items, which are then let go: an array in memory peaks at twice its
     # size here (three times when the validation split was taken from a copy of train + val).
     train, val, test = (data.subset(rows) for rows in (rest[train_in_rest], rest[val_in_rest], test_rows))
     del data
     if len(train) == 0:
-        raise DataError(f"{cfg.dataset}: too few items ({len(data)}) to train on")
+        raise DataError(f"{cfg.dataset}: too few items ({n_items}) to train on")
     if kind in ("csv", "parquet") or _real_valued_table(train):  # the estimators' rule: tables outside [0, 1]
         std = Standardizer.fit(train.x)
         return Splits(std.apply(train), std.apply(val), std.apply(test), std)
