@@ -57,6 +57,10 @@ MODELS = {
     "hvae-vamp-paper-b250": dict(preset="hvae-vampprior", batch_size=250, lr=8e-4),
     # the same with the lr's cosine decay ending with the budget (a cosine under --max-minutes does)
     "hvae-vamp-paper-cosine": dict(preset="hvae-vampprior", lr_schedule="cosine", warmup_epochs=1),
+    # batch 250 with the lr's cosine decay ending with the budget, from a peak of 1e-3 (the dynamic b250 run was
+    # still improving at its end with a constant lr)
+    "hvae-vamp-paper-b250-cosine": dict(preset="hvae-vampprior", batch_size=250, lr=1e-3, lr_schedule="cosine",
+                                        warmup_epochs=1),
     "hvae-vamp-iwae": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
                            iw_samples=5),
 }
