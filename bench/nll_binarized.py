@@ -68,8 +68,9 @@ MODELS = {
     # the ELBO's, so about half the epochs fit the budget. Measured worse on dynamic data in 60 CPU minutes: 84.04
     # (195 epochs) against 83.40 (358 epochs, the ELBO); kept as the row's recipe (bench/README.md)
     "hvae-vamp-paper-b250-cosine-iwae5": {**B250_COSINE, "iw_samples": 5, "kl_warmup": 0, "compile": True},
-    # the same at batch 500 (lr scaled by sqrt(2)), compiled: the pass of the 500 pseudo-inputs is spread over twice
-    # the items, so an epoch takes ~25 % less time here (~6.4 s against ~8.6 s), at half the steps per epoch.
+    # the b250-cosine recipe (the ELBO) at batch 500, lr scaled by sqrt(2), compiled: the pass of the 500
+    # pseudo-inputs is spread over twice the items, so an epoch takes ~25 % less time here (~6.4 s against ~8.6 s),
+    # at half the steps per epoch.
     # Measured on dynamic data in 60 CPU minutes: 82.95 (543 epochs) against 83.40 (358 epochs, batch 250)
     "hvae-vamp-paper-b500-cosine": {**B250_COSINE, "batch_size": 500, "lr": 1.4e-3, "compile": True},
     "hvae-vamp-iwae": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
