@@ -71,7 +71,8 @@ MODELS = {
     # the b250-cosine recipe (the ELBO) at batch 500, lr scaled by sqrt(2), compiled: the pass of the 500
     # pseudo-inputs is spread over twice the items, so an epoch takes ~25 % less time here (~6.4 s against ~8.6 s),
     # at half the steps per epoch.
-    # Measured on dynamic data in 60 CPU minutes: 82.95 (543 epochs) against 83.40 (358 epochs, batch 250)
+    # Measured on dynamic data in 60 CPU minutes: 82.95 (543 epochs) against 83.40 (358 epochs, batch 250). These are
+    # the settings of the preset hvae-vampprior-b500 with --compile
     "hvae-vamp-paper-b500-cosine": {**B250_COSINE, "batch_size": 500, "lr": 1.4e-3, "compile": True},
     # the same with another seed of the weights, batches and sampled z (the test set's binarization stays seeded 0):
     # how far 82.95 moves with the draw

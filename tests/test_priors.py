@@ -236,3 +236,19 @@ def test_the_vampprior_presets_train_the_papers_recipe(preset, layers, tmp_path)
     assert (cfg.train.lr, cfg.train.batch_size, cfg.train.kl_warmup, cfg.train.patience) == (5e-4, 100, 100, 50)
     assert [m["lr"] for m in est.history_] == [5e-4] * 5  # constant, no warm-up of the lr
     assert est.history_[-1]["val_loss"] < est.history_[0]["val_loss"]
+
+
+def test_the_cpu_hour_hvae_preset_trains_at_batch_500_with_a_cosine_lr(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "hvae-vampprior-b500", "--dataset", "digits", "--epochs", "6", "--no-plots",
+                 "--run-dir", str(run)]) == 0
+    est = vaekit.load(run, device="cpu")
+    cfg = est.config_
+    assert cfg.model.hierarchy == (40,) and cfg.model.prior == "vamp" and cfg.model.prior_components == 500
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.kl_warmup) == (500, 1.4e-3, 100)
+    assert not cfg.train.compile  # it needs a C++ compiler, and a preset's flag could not be turned off
+    lrs = [m["lr"] for m in est.history_]
+    # one epoch of warm-up to the peak, then a cosine decay that ends with the 6 epochs
+    assert max(lrs) <= 1.4e-3 + 1e-12 and lrs[1:] == sorted(lrs[1:], reverse=True)
+    assert lrs[-1] < 0.2 * max(lrs)
+    assert est.history_[-1]["val_loss"] < est.history_[0]["val_loss"]
