@@ -213,6 +213,8 @@ VAMPPRIOR_RECIPE: dict[str, Any] = {
     "model.prior_components": 500, "train.optimizer": "adam", "train.lr": 5e-4, "train.batch_size": 100,
     "train.lr_schedule": "constant", "train.kl_warmup": 100, "train.epochs": 2000, "train.patience": 50,
 }
+# the same with two stochastic layers of 40, the paper's HVAE (sec. 4): q(z2|x) q(z1|x, z2), p(z2) the VampPrior
+HVAE_VAMPPRIOR_RECIPE: dict[str, Any] = {**VAMPPRIOR_RECIPE, "model.hierarchy": (40,)}
 # Presets that reproduce the seed articles; keys are "section.field".
 PRESETS: dict[str, dict[str, Any]] = {
     # PyTorch examples, vae/main.py: 784-400-20, BCE + KLD, Adam 1e-3, batch 128, 10 epochs.
@@ -228,13 +230,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.lr_schedule": "constant",
     },
     "vampprior": VAMPPRIOR_RECIPE,
-    # the same with two stochastic layers of 40, the paper's HVAE (sec. 4): q(z2|x) q(z1|x, z2), p(z2) the VampPrior
-    "hvae-vampprior": {**VAMPPRIOR_RECIPE, "model.hierarchy": (40,)},
+    "hvae-vampprior": HVAE_VAMPPRIOR_RECIPE,
     # vaekit's recipe for that HVAE in an hour of CPU (bench/README.md, dynamic binarized MNIST): batch 500, where the
     # 500 pseudo-inputs' pass through q(z2|x), once a step whatever the batch, is spread over 5x the paper's items;
     # lr 1.4e-3 with a 1-epoch warm-up and a cosine decay that ends with --max-minutes. No --compile here: it needs a
     # C++ compiler and has no off switch (the benchmark's runs add it)
-    "hvae-vampprior-b500": {**VAMPPRIOR_RECIPE, "model.hierarchy": (40,), "train.batch_size": 500, "train.lr": 1.4e-3,
+    "hvae-vampprior-b500": {**HVAE_VAMPPRIOR_RECIPE, "train.batch_size": 500, "train.lr": 1.4e-3,
                             "train.lr_schedule": "cosine", "train.warmup_epochs": 1},
 }
 
