@@ -224,3 +224,24 @@ def test_settings_are_declared_once_in_the_config_and_the_flags_follow():
     with pytest.raises(vaekit.VaekitError, match=r"unknown --likelihood 'poisson'"):
         vaekit.RunConfig.from_dict({**vaekit.RunConfig().to_dict(), "model": {**vaekit.RunConfig().to_dict()["model"],
                                                                               "likelihood": "poisson"}})
+
+
+def test_a_boolean_setting_a_preset_turns_on_can_be_turned_off(tmp_path, monkeypatch, capsys):
+    """Boolean settings are --x / --no-x: --no-compile undoes a preset's compile, and --resume refuses it like
+    any other setting."""
+    from vaekit import config
+
+    monkeypatch.setitem(config.PRESETS, "compiled-test", {"train.compile": True, "model.hidden": (32,),
+                                                          "model.latent_dim": 2})
+    parser = build_parser()
+    assert parser.parse_args(["train", "--no-compile"]).compile is False
+    assert parser.parse_args(["train", "--compile"]).compile is True
+    assert parser.parse_args(["train"]).compile is None  # not given: the preset's or the default
+    run = tmp_path / "r"
+    assert main(["train", "--preset", "compiled-test", "--no-compile", "--dataset", "digits", "--epochs", "1",
+                 "--no-plots", "--quiet", "--run-dir", str(run)]) == 0
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["train"]["compile"] is False and saved["model"]["hidden"] == [32]
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--no-compile"]) == 2
+    assert "only --epochs may change (got --compile)" in capsys.readouterr().err

@@ -246,7 +246,7 @@ def test_the_cpu_hour_hvae_preset_trains_at_batch_500_with_a_cosine_lr(tmp_path)
     cfg = est.config_
     assert cfg.model.hierarchy == (40,) and cfg.model.prior == "vamp" and cfg.model.prior_components == 500
     assert (cfg.train.batch_size, cfg.train.lr, cfg.train.kl_warmup) == (500, 1.4e-3, 100)
-    assert not cfg.train.compile  # it needs a C++ compiler, and a preset's flag could not be turned off
+    assert not cfg.train.compile  # it needs a C++ compiler, which a fresh machine may lack
     lrs = [m["lr"] for m in est.history_]
     # one epoch of warm-up to the peak, then a cosine decay that ends with the 6 epochs
     assert max(lrs) <= 1.4e-3 + 1e-12 and lrs[1:] == sorted(lrs[1:], reverse=True)

@@ -88,8 +88,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             choices = literal_choices(hint) or meta.get("choices")
             if choices == "models":
                 choices = tuple(sorted(MODELS))
-            if base is bool:
-                kwargs["action"] = "store_true"
+            if base is bool:  # --x and --no-x: a preset's True can be turned off
+                kwargs["action"] = argparse.BooleanOptionalAction
             elif "parse" in meta:
                 kwargs["type"] = {"size": _size, "positive": _positive}[meta["parse"]]  # config.setting's hint
             elif typing.get_origin(base) is tuple:
@@ -233,9 +233,10 @@ def _run_command(sub, name: str, help: str, func, *, inp: str | None = None, inp
 
 def cmd_train(args: argparse.Namespace) -> int:
     common = dict(progress=not args.quiet, pictures=not args.no_plots)
+    # what the command line set: a setting's False (--no-compile) counts, another flag's default False does not
     settings = {k: v for k, v in vars(args).items()
-                if v not in (None, False) and k not in ("resume", "epochs", "quiet", "no_plots", "debug", "func",
-                                                       "command")}
+                if (v is not None if k in SETTING_NAMES else v not in (None, False))
+                and k not in ("resume", "epochs", "quiet", "no_plots", "debug", "func", "command")}
     if args.resume and settings:
         raise VaekitError(f"--resume continues a run with its saved config; only --epochs may change "
                           f"(got {', '.join('--' + k.replace('_', '-') for k in settings)})")

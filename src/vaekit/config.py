@@ -234,7 +234,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # vaekit's recipe for that HVAE in an hour of CPU (bench/README.md, dynamic binarized MNIST): batch 500, where the
     # 500 pseudo-inputs' pass through q(z2|x), once a step whatever the batch, is spread over 5x the paper's items;
     # lr 1.4e-3 with a 1-epoch warm-up and a cosine decay that ends with --max-minutes. No --compile here: it needs a
-    # C++ compiler and has no off switch (the benchmark's runs add it)
+    # C++ compiler, which a fresh machine may lack (the benchmark's runs add it)
     "hvae-vampprior-b500": {**HVAE_VAMPPRIOR_RECIPE, "train.batch_size": 500, "train.lr": 1.4e-3,
                             "train.lr_schedule": "cosine", "train.warmup_epochs": 1},
 }
