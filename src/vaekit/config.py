@@ -113,6 +113,8 @@ class ModelConfig:
     hierarchy: tuple[int, ...] = setting((), "a hierarchical VAE: sizes of the stochastic layers below the code, "
                                              "from the data up, e.g. 40 (two layers: z1 of 40 under the code z2); "
                                              "default none (one layer)")
+    weight_norm: bool = setting(False, "weight normalisation of every dense and conv layer (Salimans & Kingma "
+                                       "2016): w = g v / ||v||, a learned length g per output unit")
 
     def __post_init__(self) -> None:
         _check_choices(self)
