@@ -252,38 +252,3 @@ def test_the_cpu_hour_hvae_preset_trains_at_batch_500_with_a_cosine_lr(tmp_path)
     assert max(lrs) <= 1.4e-3 + 1e-12 and lrs[1:] == sorted(lrs[1:], reverse=True)
     assert lrs[-1] < 0.2 * max(lrs)
     assert est.history_[-1]["val_loss"] < est.history_[0]["val_loss"]
-
-
-@pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_weight_norm_reparametrises_every_layer_without_changing_the_function(arch):
-    """--weight-norm (Salimans & Kingma 2016): every dense and conv layer's weight becomes g v / ||v|| with one
-    length g per output unit, starting at ||v||, so the freshly built model computes what the plain one does; a
-    prior's own parameters (the pseudo-inputs) are left alone."""
-    settings = dict(arch=arch, conv_channels=(4, 8), hierarchy=(3,), prior="vamp", prior_components=5)
-    plain, normed = _model(**settings), _model(weight_norm=True, **settings)
-    layers = [m for m in normed.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
-    assert layers and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
-    for m in layers:
-        g = m.parametrizations.weight.original0
-        units = m.weight.shape[1] if isinstance(m, torch.nn.ConvTranspose2d) else m.weight.shape[0]
-        assert g.numel() == units
-    assert not torch.nn.utils.parametrize.is_parametrized(normed.prior)
-    x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        terms = [m.loss(x, generator=torch.Generator().manual_seed(1)) for m in (plain, normed)]
-    torch.testing.assert_close(terms[1]["recon"], terms[0]["recon"], rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(terms[1]["kl"], terms[0]["kl"], rtol=1e-5, atol=1e-4)
-
-
-def test_a_weight_normed_hvae_trains_and_round_trips(tmp_path):
-    run = tmp_path / "run"
-    assert main(["train", "--dataset", "digits", "--hierarchy", "12", "--latent-dim", "2", "--prior", "vamp",
-                 "--prior-components", "20", "--weight-norm", "--epochs", "15", "--no-plots", "--quiet",
-                 "--run-dir", str(run)]) == 0
-    est = vaekit.load(run, device="cpu")
-    assert est.config_.model.weight_norm
-    assert est.history_[-1]["val_loss"] < 0.9 * est.history_[0]["val_loss"]
-    X = vaekit.load_data("digits:test").as_float()[:50]
-    again = vaekit.load(est.save(tmp_path / "copy"), device="cpu")
-    np.testing.assert_allclose(again.score_samples(X), est.score_samples(X), rtol=1e-6)
-    np.testing.assert_allclose(again.sample(5, random_state=0), est.sample(5, random_state=0), atol=1e-6)

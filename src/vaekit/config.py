@@ -113,8 +113,6 @@ class ModelConfig:
     hierarchy: tuple[int, ...] = setting((), "a hierarchical VAE: sizes of the stochastic layers below the code, "
                                              "from the data up, e.g. 40 (two layers: z1 of 40 under the code z2); "
                                              "default none (one layer)")
-    weight_norm: bool = setting(False, "weight normalisation of every dense and conv layer (Salimans & Kingma "
-                                       "2016): w = g v / ||v||, a learned length g per output unit")
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -208,8 +206,9 @@ class RunConfig:
 # Tomczak & Welling 2018 ("VAE with a VampPrior"), their code's recipe: K = 500 pseudo-inputs, 300-300 hidden,
 # 40 latent dims, Adam 5e-4 constant, batch 100, KL warm-up over 100 epochs, up to 2,000 epochs with early stopping
 # after 50 without a better validation loss. ReLU where they have gated units (measured worse and twice as slow
-# here). Measured to help (bench/README.md, static binarized MNIST, 60 CPU minutes, test NLL): one layer 86.28
-# against 87.96 with Adam 1e-3, batch 128 and no warm-up; two layers 85.97 against 89.19.
+# here); no weight normalisation (measured worse). Measured to help (bench/README.md, static binarized MNIST, 60
+# CPU minutes, test NLL): one layer 86.28 against 87.96 with Adam 1e-3, batch 128 and no warm-up; two layers 85.97
+# against 89.19.
 VAMPPRIOR_RECIPE: dict[str, Any] = {
     "model.hidden": (300, 300), "model.latent_dim": 40, "model.likelihood": "bernoulli", "model.prior": "vamp",
     "model.prior_components": 500, "train.optimizer": "adam", "train.lr": 5e-4, "train.batch_size": 100,

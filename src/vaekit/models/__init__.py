@@ -33,25 +33,7 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.hierarchy and not MODELS[cfg.model].layered:
         raise VaekitError(f"--hierarchy needs --model {' or '.join(n for n, m in MODELS.items() if m.layered)} "
                           f"(the {cfg.model} model has one stochastic layer)")
-    model = MODELS[cfg.model](cfg)
-    if cfg.weight_norm:
-        apply_weight_norm(model)
-    return model
-
-
-def apply_weight_norm(model: nn.Module) -> None:
-    """Weight normalisation (Salimans & Kingma 2016, eq. 2) of every dense and conv layer: weight = g v / ||v||,
-    with v the direction and g (one per output unit) its length, both learned; g starts at ||v|| so the layer
-    computes what it did. A prior's own parameters (pseudo-inputs, mixture means) are not layers and stay as
-    they are. The parametrisation is part of the state dict (g as ``parametrizations.weight.original0``, v as
-    ``original1``), so a saved model loads into a model built from the same config."""
-    from torch.nn.utils.parametrizations import weight_norm
-
-    for module in list(model.modules()):
-        if isinstance(module, nn.ConvTranspose2d):  # weight (C_in, C_out, k, k): an output unit is dim 1
-            weight_norm(module, dim=1)
-        elif isinstance(module, (nn.Linear, nn.Conv2d)):  # weight (C_out, ...)
-            weight_norm(module, dim=0)
+    return MODELS[cfg.model](cfg)
 
 
 __all__ = ["MODELS", "build_model", "VAE", "AE", "M2"]
