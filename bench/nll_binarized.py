@@ -79,8 +79,8 @@ MODELS = {
     # how far 82.95 moves with the draw. Measured: 83.16 (536 epochs)
     "hvae-vamp-paper-b500-cosine-seed1": {**B500_COSINE, "seed": 1},
     # a third seed, so the recipe's figure is a mean of three draws. Measured: 82.98 (540 epochs; mean of three 83.03).
-    # (Batch 1000 was probed instead: epochs only
-    # ~13 % faster than at batch 500, 5.7 s against 6.5 s, at half the steps, so not tried for an hour)
+    # (Batch 1000 was probed instead: epochs only ~13 % faster than at batch 500, 5.7 s against 6.5 s, at half the
+    # steps, so not tried for an hour)
     "hvae-vamp-paper-b500-cosine-seed2": {**B500_COSINE, "seed": 2},
     # a fourth seed, trained on a day the shared machine ran the step ~2x faster (epochs of 3.0-3.5 s against 6.5 s):
     # the same 60 minutes buy about twice the epochs, which shows what the hour's budget is worth in epochs

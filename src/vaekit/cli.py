@@ -233,14 +233,13 @@ def _run_command(sub, name: str, help: str, func, *, inp: str | None = None, inp
 
 def cmd_train(args: argparse.Namespace) -> int:
     common = dict(progress=not args.quiet, pictures=not args.no_plots)
-    # what the command line set: a setting's False (--no-compile) counts, another flag's default False does not
-    settings = {k: v for k, v in vars(args).items()
-                if (v is not None if k in SETTING_NAMES else v not in (None, False))
-                and k not in ("resume", "epochs", "quiet", "no_plots", "debug", "func", "command")}
-    if args.resume and settings:
-        raise VaekitError(f"--resume continues a run with its saved config; only --epochs may change "
-                          f"(got {', '.join('--' + k.replace('_', '-') for k in settings)})")
     if args.resume:
+        # what the command line set: a setting's False (--no-compile) counts, another flag's default False does not
+        given = [k for k, v in vars(args).items() if (v is not None if k in SETTING_NAMES else v not in (None, False))
+                 and k not in ("resume", "epochs", "quiet", "no_plots", "debug", "func", "command")]
+        if given:
+            raise VaekitError(f"--resume continues a run with its saved config; only --epochs may change "
+                              f"(got {', '.join('--' + k.replace('_', '-') for k in given)})")
         result = api.resume(args.resume, epochs=args.epochs, **common)
     else:
         settings = {name: getattr(args, name) for name in SETTING_NAMES}
