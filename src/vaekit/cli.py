@@ -66,14 +66,6 @@ def _size(text: str) -> tuple[int, int]:
     return values
 
 
-def _range(text: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers), got {text!r}") from None
-    return low, high
-
-
 _TYPES = {int: int, float: float, str: str}
 SETTING_NAMES = [f.name for section in (DataConfig, ModelConfig, TrainConfig) for f in fields(section)
                  if f.metadata.get("flag", True)]
@@ -99,8 +91,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             if base is bool:  # --x and --no-x: a preset's True can be turned off
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif "parse" in meta:
-                parsers = {"size": _size, "positive": _positive, "range": _range}
-                kwargs["type"] = parsers[meta["parse"]]  # config.setting's hint
+                kwargs["type"] = {"size": _size, "positive": _positive}[meta["parse"]]  # config.setting's hint
             elif typing.get_origin(base) is tuple:
                 kwargs["type"] = _int_tuple
             elif choices:

@@ -113,10 +113,6 @@ class ModelConfig:
     hierarchy: tuple[int, ...] = setting((), "a hierarchical VAE: sizes of the stochastic layers below the code, "
                                              "from the data up, e.g. 40 (two layers: z1 of 40 under the code z2); "
                                              "default none (one layer)")
-    logvar_range: tuple[float, float] = setting(
-        (-30.0, 20.0), "vae and m2: bounds LO,HI every Gaussian layer's log-variance is clamped to, q's and the "
-                       "hierarchy's p(z_l | z_l+1) alike (default -30,20: only keeps exp() finite; the VampPrior "
-                       "paper's code uses -6,2; write --logvar-range=-6,2)", parse="range")
 
     def __post_init__(self) -> None:
         _check_choices(self)

@@ -19,7 +19,7 @@ from ..data.transforms import STRONG_CUTOUT, STRONG_VIEW, WEAK_VIEW, cutout, ran
 from ..errors import VaekitError
 from .base import LatentModel
 from .networks import build_networks
-from .priors import WithPrior, build_prior, gaussian_params, reparameterize
+from .priors import WithPrior, build_prior, reparameterize
 
 
 class M2(WithPrior, LatentModel):
@@ -63,8 +63,7 @@ class M2(WithPrior, LatentModel):
 
     def _z_params(self, features: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x, y): features (B, H) and y (B, K) one-hot or probabilities -> mu, logvar (B, L) each."""
-        return gaussian_params(self.z_head(torch.cat([F.relu(features), y.to(features.dtype)], -1)),
-                               self.cfg.logvar_range)
+        return self.z_head(torch.cat([F.relu(features), y.to(features.dtype)], -1)).chunk(2, dim=-1)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x, y) with y = q(y | x)'s probabilities: mu, logvar (B, L)."""

@@ -24,13 +24,6 @@ from ..objectives import LOG_2PI
 Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def gaussian_params(params: torch.Tensor, logvar_range: tuple[float, float]) -> tuple[torch.Tensor, torch.Tensor]:
-    """A layer's output (..., 2L) -> the mean and the log-variance of a diagonal Gaussian, (..., L) each, the
-    log-variance clamped to ``logvar_range`` (the config's; Tomczak & Welling's code bounds it to [-6, 2])."""
-    mu, logvar = params.chunk(2, dim=-1)
-    return mu, logvar.clamp(*logvar_range)
-
-
 def gaussian_kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor, prior_mu: torch.Tensor | float = 0.0,
                         prior_logvar: torch.Tensor | float = 0.0) -> torch.Tensor:
     """KL(N(mu, exp(logvar)) || N(prior_mu, exp(prior_logvar))) of each dim, elementwise: (..., L) -> (..., L).

@@ -20,8 +20,16 @@ from torch import nn
 from ..config import ModelConfig, TrainConfig
 from .base import LatentModel
 from .networks import build_networks, mlp
-from .priors import (WithPrior, build_prior, gaussian_kl_per_dim, gaussian_log_density, gaussian_params,
-                     reparameterize)
+from .priors import WithPrior, build_prior, gaussian_kl_per_dim, gaussian_log_density, reparameterize
+
+LOGVAR_RANGE = (-30.0, 20.0)  # exp() of the log-variance stays finite in fp32 and bf16
+
+
+def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A layer's output (..., 2L) -> mean and clamped log-variance (..., L) each."""
+    mu, logvar = params.chunk(2, dim=-1)
+    return mu, logvar.clamp(*LOGVAR_RANGE)
+
 
 class LowerLayer(nn.Module):
     """A stochastic layer z_l under z_{l+1} (width ``above``): its posterior q(z_l | x, z_{l+1}) and its prior
@@ -34,16 +42,15 @@ class LowerLayer(nn.Module):
         self.features = build_networks(cfg, width)[0]  # x (B, ...) -> (B, H)
         self.posterior = nn.Sequential(*mlp([width + above, width]), nn.Linear(width, 2 * dim))
         self.conditional_prior = nn.Sequential(*mlp([above, width]), nn.Linear(width, 2 * dim))
-        self.logvar_range = cfg.logvar_range
 
     def q(self, features: torch.Tensor, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (B, H) of x and z_{l+1} (..., B, d') -> mean and log-variance of q(z_l | x, z_{l+1}) (..., B, d)."""
         h = F.relu(features).to(z_above.dtype).expand(*z_above.shape[:-1], features.shape[-1])
-        return gaussian_params(self.posterior(torch.cat([h, z_above], -1)), self.logvar_range)
+        return _gaussian(self.posterior(torch.cat([h, z_above], -1)))
 
     def p(self, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z_{l+1} (..., d') -> mean and log-variance of p(z_l | z_{l+1}) (..., d)."""
-        return gaussian_params(self.conditional_prior(z_above), self.logvar_range)
+        return _gaussian(self.conditional_prior(z_above))
 
 
 class VAE(WithPrior, LatentModel):
@@ -65,7 +72,7 @@ class VAE(WithPrior, LatentModel):
     # --- the parts --------------------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, *input_shape) -> mean and log-variance of q(z|x) of the code (the top layer), each (B, L)."""
-        return gaussian_params(self.encoder(x), self.cfg.logvar_range)  # (B, L) each
+        return _gaussian(self.encoder(x))  # (B, L) each
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.encode(x)[0]
