@@ -205,10 +205,10 @@ class RunConfig:
 
 # Tomczak & Welling 2018 ("VAE with a VampPrior"), their code's recipe: K = 500 pseudo-inputs, 300-300 hidden,
 # 40 latent dims, Adam 5e-4 constant, batch 100, KL warm-up over 100 epochs, up to 2,000 epochs with early stopping
-# after 50 without a better validation loss. ReLU where they have gated units (measured worse
-# here); no weight normalisation (measured worse); no log-variance clamp to [-6, 2] (measured worse). Measured to help (bench/README.md, static binarized MNIST, 60
-# CPU minutes, test NLL): one layer 86.28 against 87.96 with Adam 1e-3, batch 128 and no warm-up; two layers 85.97
-# against 89.19.
+# after 50 without a better validation loss. ReLU where they have gated units (measured worse here); no weight
+# normalisation and no clamp of the log-variances to [-6, 2] (both measured worse). Measured to help
+# (bench/README.md, static binarized MNIST, 60 CPU minutes, test NLL): one layer 86.28 against 87.96 with Adam 1e-3,
+# batch 128 and no warm-up; two layers 85.97 against 89.19.
 VAMPPRIOR_RECIPE: dict[str, Any] = {
     "model.hidden": (300, 300), "model.latent_dim": 40, "model.likelihood": "bernoulli", "model.prior": "vamp",
     "model.prior_components": 500, "train.optimizer": "adam", "train.lr": 5e-4, "train.batch_size": 100,
