@@ -76,7 +76,8 @@ MODELS = {
     # at half the steps per epoch.
     # Measured on dynamic data in 60 CPU minutes: 82.95 (543 epochs) against 83.40 (358 epochs, batch 250). The
     # settings became the preset hvae-vampprior-b500 (the same as B250_COSINE with batch 500 and lr 1.4e-3)
-    # On static data (2026-12-02, AVX512-BF16 CPU, one thread beside another run): 85.15 (741 epochs, best 740)
+    # On static data (2026-12-02, AVX512-BF16 CPU, one thread beside another run): 85.15 (741 epochs, best 740); alone
+    # on 2 threads 85.54, stopped by the preset's patience at epoch 452 (see -nopatience)
     "hvae-vamp-paper-b500-cosine": B500_COSINE,
     # the same with another seed of the weights, batches and sampled z (the test set's binarization stays seeded 0):
     # how far 82.95 moves with the draw. Measured: 83.16 (536 epochs)
@@ -88,6 +89,11 @@ MODELS = {
     # a fourth seed, run on an AVX512-BF16 CPU where the compiled bf16 step is ~2x faster (epochs of 2.8-3.8 s against
     # ~6.5 s on the AVX2 CPU of seeds 0-2): the hour holds twice the epochs. Measured: 82.54 (1,039 epochs)
     "hvae-vamp-paper-b500-cosine-seed3": {**B500_COSINE, "seed": 3},
+    # the same without early stopping (the preset's patience of 50 epochs is the paper's, for a constant lr): on static
+    # data with 2 threads the cosine, stretched over the ~960 epochs the hour would hold, kept the lr high long enough
+    # for a 50-epoch plateau, and the run stopped at epoch 452 of them (best 402) before the decay that made the
+    # one-thread run's last 300 epochs its best (85.54 against 85.15). Not run yet
+    "hvae-vamp-paper-b500-cosine-nopatience": {**B500_COSINE, "patience": 100_000},
     # (hvae-vamp-paper-b500-cosine-logvar6, commit 6357cbb: the same with every Gaussian layer's log-variance clamped
     # to [-6, 2] as the VampPrior paper's code bounds it, a setting --logvar-range. Measured on static data beside the
     # plain recipe, one thread each: 85.46 against 85.15, its validation -ELBO worse all along and no smaller
