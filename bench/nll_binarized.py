@@ -83,8 +83,8 @@ MODELS = {
     # how far 82.95 moves with the draw. Measured: 83.16 (536 epochs)
     "hvae-vamp-paper-b500-cosine-seed1": {**B500_COSINE, "seed": 1},
     # a third seed, so the recipe's figure is a mean of three draws. Measured: 82.98 (540 epochs; mean of three 83.03).
-    # (Batch 1000 was probed instead: epochs only ~13 % faster than at batch 500, 5.7 s against 6.5 s, at half the
-    # steps, so not tried for an hour)
+    # (Batch 1000 was probed instead: epochs took only ~12 % less time than at batch 500, 5.7 s against 6.5 s, at
+    # half the steps, so not tried for an hour)
     "hvae-vamp-paper-b500-cosine-seed2": {**B500_COSINE, "seed": 2},
     # a fourth seed, run on an AVX512-BF16 CPU where the compiled bf16 step is ~2x faster (epochs of 2.8-3.8 s against
     # ~6.5 s on the AVX2 CPU of seeds 0-2): the hour holds twice the epochs. Measured: 82.54 (1,039 epochs)
