@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from torch.utils.data import DataLoader, Dataset
 import vaekit
 from vaekit.data import load_data
 from vaekit.config import DataConfig
-from vaekit.tensors import autocast_dtype, bf16_supported
+from vaekit.tensors import autocast_dtype, bf16_supported, describe_machine
 
 HERE = Path(__file__).resolve().parent
 QUALITY = 105.6  # the PyTorch example's 10-epoch test loss
@@ -347,7 +346,7 @@ def main() -> None:
     out.write_text(json.dumps({"rows": rows, "summary": summary, "raw": results, "rounds": rounds,
                                "matmul_peak_flops": peak,
                                "torch": torch.__version__, "threads": torch.get_num_threads(),
-                               "machine": platform.processor() or platform.machine(),
+                               "machine": describe_machine(),
                                "date": time.strftime("%Y-%m-%d")}, indent=2))
     print(f"wrote {out}")
 

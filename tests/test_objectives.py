@@ -170,6 +170,19 @@ def test_conv_vae_on_an_rgb_folder(tmp_path):
         assert im.mode == "RGB"
 
 
+def test_weight_decay_shrinks_the_weights_by_lr_times_the_decay_each_step_apart_from_the_gradient():
+    from vaekit.training import make_optimizer
+    net = nn.Linear(4, 2)
+    before = [p.detach().clone() for p in net.parameters()]
+    assert type(make_optimizer(build_config(lr=0.1), net)) is torch.optim.Adam  # no decay: plain Adam, as before
+    optimizer = make_optimizer(build_config(lr=0.1, weight_decay=0.5), net)
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)  # Adam's own step is 0 on a zero gradient: only the decay moves the weights
+    optimizer.step()
+    for p, start in zip(net.parameters(), before):
+        torch.testing.assert_close(p.detach(), start * (1 - 0.1 * 0.5))
+
+
 def test_cosine_lr_schedule():
     from vaekit.objectives import lr_factor
     cfg = TrainConfig(lr_schedule="cosine", warmup_epochs=1.0, epochs=11)

@@ -26,6 +26,13 @@ def test_run_folder_contents(digits_run):
         assert im.size == (8 * 34 + 2, 2 * 34 + 2)
     record = json.loads((digits_run / "metrics.jsonl").read_text().splitlines()[0])
     assert {"epoch", "train_loss", "train_recon", "train_kl", "val_loss", "val_recon", "val_kl", "seconds"} <= set(record)
+    # the times in the summary name the machine they were measured on, and so does the report
+    from vaekit.tensors import bf16_supported
+    machine = json.loads((digits_run / "summary.json").read_text())["machine"]
+    assert machine["cpu"] and machine["threads"] >= 1
+    assert machine["cpu_native_bf16"] == bf16_supported(torch.device("cpu"))
+    assert (machine["gpu"] is None) == (not torch.cuda.is_available())
+    assert machine["cpu"] in (digits_run / "report.html").read_text()
 
 
 def test_save_load_round_trip_gives_identical_outputs(digits_run, tmp_path):
@@ -89,6 +96,13 @@ def test_patience_stops_after_epochs_without_a_better_validation_loss(tmp_path, 
     best = [m["best"] for m in runs.read_metrics(tmp_path / "r")]
     assert len(best) < 28 and best[-3:] == [True, False, False]
     assert "stopping after epoch" in capsys.readouterr().out
+    # --patience 0 turns early stopping off, also a preset's (the VampPrior recipe's is 50): the same run goes on
+    # to its last epoch
+    assert vaekit.build_config(preset="hvae-vampprior", patience=0).train.patience == 0
+    assert main(["train", "--dataset", "digits", "--epochs", "28", "--lr", "3e-2", "--lr-schedule", "constant",
+                 "--patience", "0", "--device", "cpu", "--run-dir", str(tmp_path / "off"), "--no-plots"]) == 0
+    assert len(runs.read_metrics(tmp_path / "off")) == 28
+    assert "stopping after epoch" not in capsys.readouterr().out
 
 
 @pytest.fixture

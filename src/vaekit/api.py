@@ -26,7 +26,7 @@ from . import distributed, runs
 from .config import RunConfig, build_config
 from .data import IN_MEMORY, ArrayData, Splits, absolute_paths, data_for_run, load_data, load_splits
 from .errors import RunError, VaekitError
-from .tensors import as_tensor, model_input
+from .tensors import as_tensor, describe_machine, model_input
 from .training import TrainResult, evaluate_terms
 from .training import train as _train
 
@@ -75,7 +75,7 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
                "wall_seconds": seconds,
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
                "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
-               "processes": distributed.world()[1]}
+               "processes": distributed.world()[1], "machine": describe_machine()}
     if result.test_accuracy is not None:  # a model of labels is a classifier too: q(y|x) on the test split
         summary["test_accuracy"] = result.test_accuracy
     from .reporting import SETTINGS

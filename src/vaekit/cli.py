@@ -91,7 +91,7 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
             if base is bool:  # --x and --no-x: a preset's True can be turned off
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif "parse" in meta:
-                kwargs["type"] = {"size": _size, "positive": _positive}[meta["parse"]]  # config.setting's hint
+                kwargs["type"] = {"size": _size, "positive": _positive, "count": _count}[meta["parse"]]  # config.setting's hint
             elif typing.get_origin(base) is tuple:
                 kwargs["type"] = _int_tuple
             elif choices:
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                       inp="data spec (default: the run's test split)", out="scores .csv")
     an.add_argument("--score", choices=["mse", "recon", "elbo"], default="mse",
                     help="mse: squared reconstruction error (default); recon: -log p(x|z); elbo: negative ELBO")
-    an.add_argument("--samples", type=lambda t: _positive(t) if t != "0" else 0, default=0, help="Monte Carlo draws of z for --score elbo (0: at the mean)")
+    an.add_argument("--samples", type=_count, default=0, help="Monte Carlo draws of z for --score elbo (0: at the mean)")
     an.add_argument("--contamination", type=float, default=0.01,
                     help="share of the training data above the threshold (default 0.01)")
     an.add_argument("--normal-class", type=int, help="items of other classes are true anomalies (for AUROC)")
@@ -269,6 +269,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 

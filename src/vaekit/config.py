@@ -134,6 +134,9 @@ class TrainConfig:
     batch_size: int | None = setting(None, "global batch (default: the architecture's recipe; mlp 512, conv 128)")
     optimizer: Optimizer = setting("adam", "adam (default) or rmsprop")
     lr: float | None = setting(None, "learning rate (default: the architecture's recipe; mlp 1.5e-2, conv 1e-3)")
+    weight_decay: float = setting(0.0, "weight decay: each step shrinks the weights by lr x this, decoupled from "
+                                       "the gradient's moments (AdamW, Loshchilov & Hutter 2019); an L2 penalty "
+                                       "under rmsprop (default 0: off)")
     lr_schedule: LrSchedule | None = setting(None, "cosine: linear warm-up over --warmup-epochs, then cosine "
                                                    "decay to 0 (default: mlp cosine, conv constant)")
     warmup_epochs: float = setting(2.0, "epochs of linear lr warm-up of the cosine schedule (default 2)")
@@ -157,8 +160,8 @@ class TrainConfig:
     checkpoint_minutes: float = setting(10.0, "also checkpoint inside an epoch once this many minutes have passed "
                                               "since the last checkpoint, so --resume goes on from that step (long "
                                               "or streamed epochs; default 10; 0: at epoch ends only)")
-    patience: int | None = setting(None, "early stopping: stop after N epochs without a better validation loss",
-                                   parse="positive")
+    patience: int | None = setting(None, "early stopping: stop after N epochs without a better validation loss "
+                                         "(0: off, e.g. to override a preset's)", parse="count")
     precision: Precision = setting("auto", "bf16 autocast where the hardware has it (auto, the default) or plain "
                                            "fp32")
     compile: bool = setting(False, "torch.compile the training step (10-25%% faster MNIST epochs after 2-25 s "

@@ -363,6 +363,10 @@ def write_report(run_dir: str | Path) -> Path:
         if summary.get(key) is not None:
             value = summary[key]
             rows.append((label, f"{value:.3f}" if isinstance(value, float) else str(value)))
+    if machine := summary.get("machine"):  # the times above depend on it
+        rows.append(("machine", f"{machine['cpu']} ({'native bf16' if machine['cpu_native_bf16'] else 'no native bf16'}"
+                                f", {machine['threads']} torch threads)"
+                                + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")))
     table = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
     captions = dict(CAPTIONS)
     if MODELS[cfg["model"]["model"]].uses_labels:  # a model of labels decodes z with a class; here none is given
