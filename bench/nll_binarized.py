@@ -99,6 +99,8 @@ MODELS = {
     # (overfitting, bench/README.md). Probed (40 min, 1 thread beside the -nopatience run, 2,000 test images):
     # 85.19 against 85.39, -ELBO 90.17 against 90.56; not yet run for the hour
     "hvae-vamp-paper-b500-cosine-wd": {**B500_COSINE, "patience": 0, "weight_decay": 0.05},
+    # the same with three times the decay (each step shrinks the weights by lr x 0.15), run beside -wd
+    "hvae-vamp-paper-b500-cosine-wd015": {**B500_COSINE, "patience": 0, "weight_decay": 0.15},
     # (hvae-vamp-paper-b500-cosine-logvar6, commit 6357cbb: the same with every Gaussian layer's log-variance clamped
     # to [-6, 2] as the VampPrior paper's code bounds it, a setting --logvar-range. Measured on static data beside the
     # plain recipe, one thread each: 85.46 against 85.15, its validation -ELBO worse all along and no smaller

@@ -209,7 +209,7 @@ CASES = [
     ("negative-samples", lambda t, s, r: ["anomalies", str(r), "--samples", "-1", "--out", OUT + "/a.csv"],
      "--samples: must be >= 0, got -1"),
     ("reconstruct-n-0", lambda t, s, r: ["reconstruct", str(r), "-n", "0", "--out", OUT + "/r.png"],
-     "must be at least 1"),
+     "-n: must be >= 1, got 0"),
     ("folder-output-over-user-files", lambda t, s, r: ["sample", str(r), "-n", "3", "--overwrite", "--out",
                                                        str(_user_folder(t)) + "/"],
      "holds files other than numbered PNGs"),

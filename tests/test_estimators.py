@@ -265,3 +265,18 @@ def test_a_raw_npy_run_from_before_standardisation_is_refused_its_standardised_s
     save_file(tensors, run / "model.safetensors", metadata=metadata)  # as an older vaekit wrote it: no standardiser
     assert main(["evaluate", str(run)]) == 2
     assert "trained on the raw features" in capsys.readouterr().err
+
+
+def test_weight_decay_reaches_the_optimizer_and_shrinks_the_fitted_weights(digits):
+    def fit(decay: float) -> vaekit.VAE:
+        return vaekit.VAE(latent_dim=4, hidden=(64,), epochs=5, weight_decay=decay, random_state=0).fit(digits)
+
+    plain, decayed = fit(0.0), fit(20.0)  # lr 1e-2 x 20: each step keeps 80 % of every weight
+    assert decayed.config_.train.weight_decay == 20.0 and plain.config_.train.weight_decay == 0.0
+
+    def norm(vae: vaekit.VAE) -> float:
+        return float(torch.cat([p.detach().flatten() for p in vae.model_.parameters()]).norm())
+
+    assert norm(decayed) < 0.5 * norm(plain)
+    with pytest.raises(vaekit.VaekitError, match="weight-decay must be >= 0"):
+        vaekit.VAE(epochs=1, weight_decay=-1.0).fit(digits)

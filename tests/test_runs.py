@@ -31,7 +31,7 @@ def test_run_folder_contents(digits_run):
     machine = json.loads((digits_run / "summary.json").read_text())["machine"]
     assert machine["cpu"] and machine["threads"] >= 1
     assert machine["cpu_native_bf16"] == bf16_supported(torch.device("cpu"))
-    assert (machine["gpu"] is None) == (not torch.cuda.is_available())
+    assert (machine["gpu"] is None) == (not torch.cuda.is_available()) and machine["gpus"] == torch.cuda.device_count()
     assert machine["cpu"] in (digits_run / "report.html").read_text()
 
 

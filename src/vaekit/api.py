@@ -70,12 +70,13 @@ def _finish(result: TrainResult, seconds: float, pictures: bool) -> None:
     if not distributed.is_main():
         return
     epochs = [m["seconds"] for m in result.metrics]
+    device = next(result.model.parameters()).device
     best = [m["epoch"] for m in result.metrics if m.get("best", True)]
     summary = {"test": result.test, "epochs": len(result.metrics), "best_epoch": best[-1] if best else None,
                "wall_seconds": seconds,
                "mean_epoch_seconds": float(np.mean(epochs)) if epochs else None,
-               "device": str(next(result.model.parameters()).device), "torch": torch.__version__,
-               "processes": distributed.world()[1], "machine": describe_machine()}
+               "device": str(device), "torch": torch.__version__, "processes": distributed.world()[1],
+               "machine": describe_machine(device)}
     if result.test_accuracy is not None:  # a model of labels is a classifier too: q(y|x) on the test split
         summary["test_accuracy"] = result.test_accuracy
     from .reporting import SETTINGS

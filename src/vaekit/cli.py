@@ -16,7 +16,7 @@ import types
 import typing
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
@@ -265,18 +265,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(floor: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= floor (argparse names the flag: "--samples: must be >= 0, got -1")."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < floor:
+            raise argparse.ArgumentTypeError(f"must be >= {floor}, got {value}")
+        return value
+    parse.__name__ = "int"  # argparse's message for a non-integer: "invalid int value: 'x'"
+    return parse
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+_positive, _count = _int_at_least(1), _int_at_least(0)
 
 
 def _check_out(path: str, overwrite: bool, suffixes: tuple[str, ...], folder: bool = False) -> Path:

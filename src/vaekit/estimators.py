@@ -211,6 +211,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         return dict(model=self._model_kind, hidden=tuple(hidden), latent_dim=int(latent), arch=self.arch,
                     conv_channels=tuple(self.conv_channels), likelihood=self.likelihood,
                     gaussian_sigma=self.gaussian_sigma, epochs=epochs, batch_size=batch, optimizer=self.optimizer,
+                    weight_decay=self.weight_decay,
                     lr=self.lr if self.lr is not None else (SMALL_DATA_LR if small else None),
                     lr_schedule=self.lr_schedule or ("cosine" if small else None), seed=seed, device=self.device,
                     precision=self.precision, patience=self.n_iter_no_change if self.early_stopping else None,
@@ -354,6 +355,9 @@ _SHARED_DOC = """
     epochs, batch_size, lr, lr_schedule : int, int, float, {"constant", "cosine"}, or None
         The schedule. None on fewer than 10,000 rows: batch 64, lr 1e-2 with cosine decay, and epochs for
         3 steps per row (500 to 3,000 steps); on more, the CLI's recipe (batch 512, lr 1.5e-2, ~3,000 steps).
+    optimizer, weight_decay : {"adam", "rmsprop"}, float
+        Adam (default) or RMSprop; weight decay shrinks the weights by lr x ``weight_decay`` each step, decoupled
+        from Adam's moments (AdamW, Loshchilov & Hutter 2019), an L2 penalty under RMSprop. 0 (default): off.
     early_stopping : bool
         Hold out ``validation_fraction`` of the rows and stop after ``n_iter_no_change`` epochs without a
         better validation loss, keeping the best epoch's weights. Off: every row trains.
@@ -419,8 +423,9 @@ class VAE(_LatentEstimator):
                  beta: float = 1.0, kl_warmup: float = 0.0, free_bits: float = 0.0, iw_samples: int = 1,
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
-                 lr: float | None = None, lr_schedule: str | None = None, early_stopping: bool = False,
-                 validation_fraction: float = 0.1, n_iter_no_change: int = 10, standardize: str | bool = "auto",
+                 weight_decay: float = 0.0, lr: float | None = None, lr_schedule: str | None = None,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
+                 standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
                  random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
@@ -476,8 +481,9 @@ class Autoencoder(_LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
-                 lr: float | None = None, lr_schedule: str | None = None, early_stopping: bool = False,
-                 validation_fraction: float = 0.1, n_iter_no_change: int = 10, standardize: str | bool = "auto",
+                 weight_decay: float = 0.0, lr: float | None = None, lr_schedule: str | None = None,
+                 early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
+                 standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
                  random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
@@ -676,8 +682,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
 
     Parameters
     ----------
-    latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, lr, lr_schedule, standardize,
-    n_threads, device, precision, random_state, verbose
+    latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, optimizer, weight_decay, lr,
+    lr_schedule, standardize, n_threads, device, precision, random_state, verbose
         As for ``vaekit.VAE``.
     classifier_arch : {"mlp", "conv"} or None
         The network of the classifier q(y|x); None: ``arch``. A conv classifier beside an MLP VAE (images only)
@@ -723,7 +729,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  alpha: float | None = None, consistency: float = 0.0, consistency_threshold: float = 0.95,
                  m1_latent_dim: int | None = None, m1_draws: int = 10, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
-                 batch_size: int | None = None, optimizer: str = "adam", lr: float | None = None,
+                 batch_size: int | None = None, optimizer: str = "adam", weight_decay: float = 0.0,
+                 lr: float | None = None,
                  lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,
                  n_iter_no_change: int = 10, standardize: str | bool = "auto", n_threads: int | None = None,
                  device: str = "auto", precision: str = "auto", random_state: Any = None, verbose: bool = False):
@@ -764,7 +771,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
             raise ValueError(f"m1_draws must be a positive integer, got {self.m1_draws!r}")
         m1 = VAE(latent_dim=self.m1_latent_dim, hidden=self.hidden, arch=self.arch, conv_channels=self.conv_channels,
                  likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma, epochs=self.epochs,
-                 batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule, standardize=self.standardize,
+                 batch_size=self.batch_size, optimizer=self.optimizer, weight_decay=self.weight_decay, lr=self.lr,
+                 lr_schedule=self.lr_schedule, standardize=self.standardize,
                  n_threads=self.n_threads, device=self.device, precision=self.precision,
                  random_state=self.random_state, verbose=self.verbose)
         x = m1._check_X(X, reset=True)  # checked once: M1 takes X's description and trains on the rows

@@ -40,16 +40,18 @@ def bf16_supported(device: torch.device) -> bool:
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def describe_machine() -> dict:
+def describe_machine(device: torch.device | None = None) -> dict:
     """What speeds and bf16 figures depend on, for a run's summary and the benchmarks' rows: the CPU's name, whether
     it has native bf16 (then ``--precision auto`` trains in bf16 autocast, ~2x the fp32 speed of an AVX2 CPU), torch's
-    threads, and the GPU's name (None without CUDA)."""
+    threads, the GPU's name (``device``'s when it is a CUDA device, else the current one's; None without CUDA) and
+    how many GPUs there are."""
     cpuinfo = Path("/proc/cpuinfo")  # Linux; elsewhere platform's coarser name
     names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
              if line.startswith("model name")]
     return {"cpu": names[0] if names else platform.processor() or platform.machine(),
             "cpu_native_bf16": bf16_supported(torch.device("cpu")), "threads": torch.get_num_threads(),
-            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+            "gpu": torch.cuda.get_device_name(device if device is not None and device.type == "cuda" else None)
+            if torch.cuda.is_available() else None, "gpus": torch.cuda.device_count()}
 
 
 def autocast_dtype(cfg: RunConfig, device: torch.device) -> torch.dtype | None:
