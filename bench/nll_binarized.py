@@ -97,10 +97,15 @@ MODELS = {
     # the same (early stopping off) with AdamW's decoupled weight decay of 0.05 (each step shrinks the weights by lr x
     # 0.05): on static data the validation bound worsens after ~500 epochs while the training bound keeps falling
     # (overfitting, bench/README.md). Probed (40 min, 1 thread beside the -nopatience run, 2,000 test images):
-    # 85.19 against 85.39, -ELBO 90.17 against 90.56; not yet run for the hour
+    # 85.19 against 85.39, -ELBO 90.17 against 90.56. For the hour (one thread, beside -wd015, 2026-12-02 (g)): 84.75
     "hvae-vamp-paper-b500-cosine-wd": {**B500_COSINE, "patience": 0, "weight_decay": 0.05},
-    # the same with three times the decay (each step shrinks the weights by lr x 0.15), run beside -wd
+    # the same with three times the decay (each step shrinks the weights by lr x 0.15), run beside -wd for the hour
+    # (one thread each, 2026-12-02 (g)): 84.55 against -wd's 84.75 and the plain recipe's 85.15 (session e), the
+    # validation -ELBO 89.52 at best against 90.34; vaekit's best static figure
     "hvae-vamp-paper-b500-cosine-wd015": {**B500_COSINE, "patience": 0, "weight_decay": 0.15},
+    # larger decays, probed for 40 minutes side by side
+    "hvae-vamp-paper-b500-cosine-wd03": {**B500_COSINE, "patience": 0, "weight_decay": 0.3},
+    "hvae-vamp-paper-b500-cosine-wd06": {**B500_COSINE, "patience": 0, "weight_decay": 0.6},
     # (hvae-vamp-paper-b500-cosine-logvar6, commit 6357cbb: the same with every Gaussian layer's log-variance clamped
     # to [-6, 2] as the VampPrior paper's code bounds it, a setting --logvar-range. Measured on static data beside the
     # plain recipe, one thread each: 85.46 against 85.15, its validation -ELBO worse all along and no smaller
