@@ -103,7 +103,7 @@ MODELS = {
     # (one thread each, 2026-12-02 (g)): 84.55 against -wd's 84.75 and the plain recipe's 85.15 (session e), the
     # validation -ELBO 89.52 at best against 90.34; vaekit's best static figure
     "hvae-vamp-paper-b500-cosine-wd015": {**B500_COSINE, "patience": 0, "weight_decay": 0.15},
-    # larger decays, probed for 40 minutes side by side
+    # larger decays, probed for 40 minutes side by side (2026-12-02 (g)): 85.47 with 0.3, 87.42 with 0.6 (underfits)
     "hvae-vamp-paper-b500-cosine-wd03": {**B500_COSINE, "patience": 0, "weight_decay": 0.3},
     "hvae-vamp-paper-b500-cosine-wd06": {**B500_COSINE, "patience": 0, "weight_decay": 0.6},
     # (hvae-vamp-paper-b500-cosine-logvar6, commit 6357cbb: the same with every Gaussian layer's log-variance clamped
