@@ -153,9 +153,14 @@ def test_outlier_detector_has_pyods_attributes_and_finds_malignant_tumours():
 
 def test_a_saved_detector_keeps_its_threshold_and_scores(tmp_path):
     X, y = load_breast_cancer(return_X_y=True)
-    det = vaekit.OutlierDetector(model="ae", epochs=20, random_state=0).fit(X[y == 1])
+    det = vaekit.OutlierDetector(model="ae", epochs=20, optimizer="rmsprop", weight_decay=0.01, dropout=0.1,
+                                 random_state=0).fit(X[y == 1])
+    # the detector's model settings reach its model (PyOD's autoencoders take weight_decay and dropout_rate too)
+    train_cfg, model_cfg = det.estimator_.config_.train, det.estimator_.config_.model
+    assert (train_cfg.optimizer, train_cfg.weight_decay, model_cfg.dropout) == ("rmsprop", 0.01, 0.1)
     loaded = vaekit.load(det.save(tmp_path / "det"))
     assert type(loaded) is vaekit.OutlierDetector and loaded.threshold_ == det.threshold_
+    assert loaded.get_params() == det.get_params()
     assert np.array_equal(loaded.predict(X), det.predict(X))
     assert np.array_equal(loaded.decision_function(X), det.decision_function(X))
 
@@ -280,3 +285,13 @@ def test_weight_decay_reaches_the_optimizer_and_shrinks_the_fitted_weights(digit
     assert norm(decayed) < 0.5 * norm(plain)
     with pytest.raises(vaekit.VaekitError, match="weight-decay must be >= 0"):
         vaekit.VAE(epochs=1, weight_decay=-1.0).fit(digits)
+
+
+def test_dropout_reaches_the_model_which_still_fits_and_is_off_once_fitted(digits):
+    vae = vaekit.VAE(latent_dim=4, hidden=(64,), epochs=8, dropout=0.1, random_state=0).fit(digits)
+    assert vae.config_.model.dropout == 0.1
+    assert any(isinstance(m, torch.nn.Dropout) for m in vae.model_.decoder.modules())
+    assert vae.history_[-1]["train_loss"] < 0.8 * vae.history_[0]["train_loss"]
+    assert np.array_equal(vae.reconstruct(digits[:5]), vae.reconstruct(digits[:5]))  # no dropout once fitted
+    with pytest.raises(vaekit.VaekitError, match=r"dropout must be in \[0, 1\), got 1"):
+        vaekit.VAE(epochs=1, dropout=1.0).fit(digits)

@@ -1,6 +1,7 @@
 """The VAE's maths: shapes, the closed-form KL, and that training lowers the loss on real data."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -68,3 +69,22 @@ def test_loss_falls_on_digits(digits_run):
 def test_invalid_model_settings_are_clear_errors():
     with pytest.raises(vaekit.VaekitError, match="latent dim must be at least 1"):
         build_model(ModelConfig(input_shape=(4,), latent_dim=0, likelihood="bernoulli"))
+
+
+def test_dropout_acts_on_the_generative_networks_in_training_only():
+    cfg = ModelConfig(input_shape=(1, 8, 8), hidden=(64, 32), latent_dim=3, hierarchy=(4,), likelihood="bernoulli")
+    plain, dropped = build_model(cfg), build_model(dataclasses.replace(cfg, dropout=0.5))
+    # the same parameters in the same order (the names shift past each Dropout; a model file names its config)
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in dropped.parameters()]
+    with torch.no_grad():
+        for mine, theirs in zip(dropped.parameters(), plain.parameters()):
+            mine.copy_(theirs)
+    z = torch.randn(6, 3 + 4)  # the decoder reads [z2, z1]
+    dropped.train()
+    assert not torch.equal(dropped.decoder(z), dropped.decoder(z))  # a fresh mask each call
+    assert not torch.equal(dropped.lower[0].p(z[:, :3])[0], dropped.lower[0].p(z[:, :3])[0])
+    dropped.eval()  # off in use: the same function as the model without it
+    assert torch.equal(dropped.decoder(z), plain.eval().decoder(z))
+    x = torch.rand(5, 1, 8, 8)
+    assert torch.equal(dropped.encode(x)[0], plain.encode(x)[0])  # the encoder has none
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())

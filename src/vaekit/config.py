@@ -113,6 +113,8 @@ class ModelConfig:
     hierarchy: tuple[int, ...] = setting((), "a hierarchical VAE: sizes of the stochastic layers below the code, "
                                              "from the data up, e.g. 40 (two layers: z1 of 40 under the code z2); "
                                              "default none (one layer)")
+    dropout: float = setting(0.0, "dropout on the hidden units of the generative networks (the decoder and each "
+                                  "p(z_l | z_l+1)) while training, a regulariser against overfitting (default 0)")
 
     def __post_init__(self) -> None:
         _check_choices(self)

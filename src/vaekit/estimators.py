@@ -211,7 +211,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         return dict(model=self._model_kind, hidden=tuple(hidden), latent_dim=int(latent), arch=self.arch,
                     conv_channels=tuple(self.conv_channels), likelihood=self.likelihood,
                     gaussian_sigma=self.gaussian_sigma, epochs=epochs, batch_size=batch, optimizer=self.optimizer,
-                    weight_decay=self.weight_decay,
+                    weight_decay=self.weight_decay, dropout=self.dropout,
                     lr=self.lr if self.lr is not None else (SMALL_DATA_LR if small else None),
                     lr_schedule=self.lr_schedule or ("cosine" if small else None), seed=seed, device=self.device,
                     precision=self.precision, patience=self.n_iter_no_change if self.early_stopping else None,
@@ -358,6 +358,9 @@ _SHARED_DOC = """
     optimizer, weight_decay : {"adam", "rmsprop"}, float
         Adam (default) or RMSprop; weight decay shrinks the weights by lr x ``weight_decay`` each step, decoupled
         from Adam's moments (AdamW, Loshchilov & Hutter 2019), an L2 penalty under RMSprop. 0 (default): off.
+    dropout : float
+        Dropout on the hidden units of the decoder (and of each p(z_l | z_l+1) of a hierarchy) while fitting, a
+        regulariser against overfitting; off in every use of the fitted model. 0 (default): off.
     early_stopping : bool
         Hold out ``validation_fraction`` of the rows and stop after ``n_iter_no_change`` epochs without a
         better validation loss, keeping the best epoch's weights. Off: every row trains.
@@ -423,7 +426,8 @@ class VAE(_LatentEstimator):
                  beta: float = 1.0, kl_warmup: float = 0.0, free_bits: float = 0.0, iw_samples: int = 1,
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
-                 weight_decay: float = 0.0, lr: float | None = None, lr_schedule: str | None = None,
+                 weight_decay: float = 0.0, dropout: float = 0.0, lr: float | None = None,
+                 lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
@@ -481,7 +485,8 @@ class Autoencoder(_LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
-                 weight_decay: float = 0.0, lr: float | None = None, lr_schedule: str | None = None,
+                 weight_decay: float = 0.0, dropout: float = 0.0, lr: float | None = None,
+                 lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
@@ -528,8 +533,9 @@ class OutlierDetector(BaseEstimator):
         None on fewer than 10,000 rows: about 300 optimiser steps at lr 1e-3 (a detector ranks new rows better
         from a model that has not fitted its few training rows to the last detail; see ``DETECTOR_STEPS``);
         on more, the estimators' defaults.
-    latent_dim, hidden, batch_size, early_stopping, standardize, n_threads, device, random_state, verbose
-        As for ``vaekit.VAE``.
+    latent_dim, hidden, batch_size, optimizer, weight_decay, dropout, early_stopping, standardize, n_threads,
+    device, random_state, verbose
+        As for ``vaekit.VAE`` (PyOD's autoencoders have ``weight_decay`` and ``dropout_rate`` too).
 
     Examples
     --------
@@ -546,9 +552,9 @@ class OutlierDetector(BaseEstimator):
     def __init__(self, model: str = "vae", anomaly_score: str = "auto", contamination: float = 0.1,
                  threshold_holdout: float = 0.2, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, epochs: int | None = None, batch_size: int | None = None,
-                 lr: float | None = None, early_stopping: bool = False,
-                 standardize: str | bool = "auto", n_threads: int | None = None, device: str = "auto",
-                 random_state: Any = None, verbose: bool = False):
+                 optimizer: str = "adam", weight_decay: float = 0.0, dropout: float = 0.0, lr: float | None = None,
+                 early_stopping: bool = False, standardize: str | bool = "auto", n_threads: int | None = None,
+                 device: str = "auto", random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
 
     def _score_name(self) -> str:
@@ -568,10 +574,11 @@ class OutlierDetector(BaseEstimator):
             raise ValueError("anomaly_score='elbo' needs model='vae'")
         if not 0.0 < self.contamination < 0.5:
             raise ValueError(f"contamination={self.contamination}: must be in (0, 0.5)")
-        return kinds[self.model](latent_dim=self.latent_dim, hidden=self.hidden, epochs=self.epochs,
-                                 batch_size=self.batch_size, lr=self.lr, early_stopping=self.early_stopping,
-                                 standardize=self.standardize, n_threads=self.n_threads, device=self.device,
-                                 random_state=self.random_state, verbose=self.verbose)
+        model = kinds[self.model]
+        # every parameter the detector shares with the model, by name (``model``, the score and the threshold's
+        # are the detector's own)
+        shared = set(model._get_param_names()) & set(self._get_param_names())
+        return model(**{name: getattr(self, name) for name in shared})
 
     def _schedule(self, n_fit: int) -> dict[str, Any]:
         """Epochs and lr for ``n_fit`` training rows: the detector's small-data schedule where they are None."""
@@ -682,8 +689,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
 
     Parameters
     ----------
-    latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, optimizer, weight_decay, lr,
-    lr_schedule, standardize, n_threads, device, precision, random_state, verbose
+    latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, optimizer, weight_decay, dropout,
+    lr, lr_schedule, standardize, n_threads, device, precision, random_state, verbose
         As for ``vaekit.VAE``.
     classifier_arch : {"mlp", "conv"} or None
         The network of the classifier q(y|x); None: ``arch``. A conv classifier beside an MLP VAE (images only)
@@ -730,7 +737,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  m1_latent_dim: int | None = None, m1_draws: int = 10, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
                  batch_size: int | None = None, optimizer: str = "adam", weight_decay: float = 0.0,
-                 lr: float | None = None,
+                 dropout: float = 0.0, lr: float | None = None,
                  lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,
                  n_iter_no_change: int = 10, standardize: str | bool = "auto", n_threads: int | None = None,
                  device: str = "auto", precision: str = "auto", random_state: Any = None, verbose: bool = False):
@@ -771,7 +778,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
             raise ValueError(f"m1_draws must be a positive integer, got {self.m1_draws!r}")
         m1 = VAE(latent_dim=self.m1_latent_dim, hidden=self.hidden, arch=self.arch, conv_channels=self.conv_channels,
                  likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma, epochs=self.epochs,
-                 batch_size=self.batch_size, optimizer=self.optimizer, weight_decay=self.weight_decay, lr=self.lr,
+                 batch_size=self.batch_size, optimizer=self.optimizer, weight_decay=self.weight_decay,
+                 dropout=self.dropout, lr=self.lr,
                  lr_schedule=self.lr_schedule, standardize=self.standardize,
                  n_threads=self.n_threads, device=self.device, precision=self.precision,
                  random_state=self.random_state, verbose=self.verbose)

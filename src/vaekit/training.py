@@ -94,6 +94,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
         raise VaekitError(f"--grad-clip must be > 0, got {t.grad_clip}")
     if not t.weight_decay >= 0:
         raise VaekitError(f"--weight-decay must be >= 0, got {t.weight_decay:g}")
+    if not 0 <= cfg.model.dropout < 1:
+        raise VaekitError(f"--dropout must be in [0, 1), got {cfg.model.dropout:g}")
     if cfg.model.gaussian_sigma <= 0:
         raise VaekitError(f"--gaussian-sigma must be > 0, got {cfg.model.gaussian_sigma}")
     if t.iw_samples > 1 and (t.beta != 1 or t.free_bits or t.kl_warmup):

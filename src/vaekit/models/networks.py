@@ -15,11 +15,13 @@ from ..config import ModelConfig
 from ..errors import VaekitError
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Dense layers with a ReLU after each: sizes [a, b, c] -> Linear(a, b), ReLU, Linear(b, c), ReLU."""
+def mlp(sizes: list[int], dropout: float = 0.0) -> nn.Sequential:
+    """Dense layers with a ReLU after each: sizes [a, b, c] -> Linear(a, b), ReLU, Linear(b, c), ReLU; with
+    ``dropout`` > 0 a Dropout after each ReLU (only then: without it the layers' indices, hence the names in
+    model files, stay those of files written before the setting existed)."""
     layers: list[nn.Module] = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(fan_in, fan_out), nn.ReLU()]
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU(), *([nn.Dropout(dropout)] if dropout else [])]
     return nn.Sequential(*layers)
 
 
@@ -61,7 +63,7 @@ class ConvDecoder(nn.Module):
         c, h, w = cfg.input_shape
         sizes = conv_sizes(h, w, len(cfg.conv_channels))
         self.start = (cfg.conv_channels[-1], *sizes[-1])  # (C_last, h, w)
-        self.dense = nn.Sequential(mlp([cfg.latent_dim, *cfg.hidden[::-1], math.prod(self.start)]))
+        self.dense = nn.Sequential(mlp([cfg.latent_dim, *cfg.hidden[::-1], math.prod(self.start)], cfg.dropout))
         channels = (*cfg.conv_channels[::-1], out_channels)  # e.g. 64 -> 32 -> C
         layers: list[nn.Module] = []
         for i, (fan_in, fan_out) in enumerate(zip(channels[:-1], channels[1:])):
@@ -86,7 +88,7 @@ class MLPEncoder(nn.Sequential):
 
 class MLPDecoder(nn.Sequential):
     def __init__(self, cfg: ModelConfig, out_channels: int):
-        super().__init__(mlp([cfg.latent_dim, *cfg.hidden[::-1]]),
+        super().__init__(mlp([cfg.latent_dim, *cfg.hidden[::-1]], cfg.dropout),
                          nn.Linear(cfg.hidden[0], math.prod(cfg.input_shape)))
 
 

@@ -41,7 +41,7 @@ class LowerLayer(nn.Module):
         width = cfg.hidden[-1]
         self.features = build_networks(cfg, width)[0]  # x (B, ...) -> (B, H)
         self.posterior = nn.Sequential(*mlp([width + above, width]), nn.Linear(width, 2 * dim))
-        self.conditional_prior = nn.Sequential(*mlp([above, width]), nn.Linear(width, 2 * dim))
+        self.conditional_prior = nn.Sequential(*mlp([above, width], cfg.dropout), nn.Linear(width, 2 * dim))
 
     def q(self, features: torch.Tensor, z_above: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """features (B, H) of x and z_{l+1} (..., B, d') -> mean and log-variance of q(z_l | x, z_{l+1}) (..., B, d)."""
