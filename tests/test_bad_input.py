@@ -179,6 +179,8 @@ CASES = [
     ("weight-decay-negative", lambda t, s, r: _train("digits", "--weight-decay", "-0.1"),
      "--weight-decay must be >= 0, got -0.1"),
     ("dropout-one", lambda t, s, r: _train("digits", "--dropout", "1"), "--dropout must be in [0, 1), got 1"),
+    ("weight-average-one", lambda t, s, r: _train("digits", "--weight-average", "1"),
+     "--weight-average must be in [0, 1), got 1"),
     ("optimizer-unknown", lambda t, s, r: _train("digits", "--optimizer", "sgd"),
      "--optimizer: invalid choice: 'sgd'"),
     ("patience-negative", lambda t, s, r: _train("digits", "--patience", "-1"), "--patience: must be >= 0, got -1"),

@@ -67,6 +67,63 @@ def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
     assert resumed.test["loss"] == pytest.approx(straight.test["loss"], rel=1e-6)
 
 
+def test_weight_average_follows_its_formula_and_applied_swaps_the_weights_back():
+    from vaekit.training import WeightAverage, applied_average
+    w = torch.nn.Parameter(torch.zeros(3))
+    optimizer = torch.optim.SGD([w], lr=1.0)
+    with applied_average(optimizer):  # no average: nothing changes
+        assert torch.equal(w, torch.zeros(3))
+    WeightAverage(optimizer, 0.5)
+    expected = None
+    for t in range(4):
+        w.grad = -torch.ones(3)
+        optimizer.step()  # w = t + 1
+        decay = min(0.5, (1 + t) / (10 + t))  # the warm start, then the decay
+        expected = t + 1.0 if expected is None else decay * expected + (1 - decay) * (t + 1.0)
+    assert torch.allclose(optimizer.state[w]["average"], torch.full((3,), expected))  # 3.4318...
+    with applied_average(optimizer):
+        assert torch.allclose(w, torch.full((3,), expected))
+    assert torch.equal(w, torch.full((3,), 4.0)) and torch.allclose(optimizer.state[w]["average"],
+                                                                    torch.full((3,), expected))
+
+
+def test_weight_average_is_validated_saved_and_resumed(tmp_path):
+    """--weight-average: the model file holds the average of the raw weights the checkpoint keeps (their average
+    in the optimiser's state), validation reads the average, and a resume goes on as if never stopped."""
+    from vaekit.data import load_splits
+    from vaekit.tensors import as_tensor, autocast_dtype
+    from vaekit.training import evaluate_terms
+    settings = dict(dataset="digits", weight_average=0.9, lr_schedule="constant", device="cpu", progress=False,
+                    pictures=False)
+    straight = vaekit.train(epochs=4, run_dir=tmp_path / "a", **settings)
+    vaekit.train(epochs=2, run_dir=tmp_path / "b", **settings)
+    resumed = vaekit.resume(tmp_path / "b", epochs=4, progress=False, pictures=False)
+    for a, b in zip(straight.metrics, resumed.metrics, strict=True):
+        assert (a["train_loss"], a["val_loss"]) == pytest.approx((b["train_loss"], b["val_loss"]), rel=1e-6)
+    assert straight.metrics[-1]["best"]  # the last epoch is the model file's
+    tensors, _ = runs.read_safetensors(tmp_path / "a" / runs.CHECKPOINT_FILE)
+    model, cfg, _ = runs.load_model(tmp_path / "a")
+    raw = runs._model_weights(tensors)
+    for index, (name, average) in enumerate(model.named_parameters()):
+        assert torch.equal(average, tensors[f"optim.{index}.average"])
+        assert not torch.equal(average, raw[name])
+    x_val = as_tensor(load_splits(cfg.data).val, torch.device("cpu"))
+    again = evaluate_terms(model, x_val, seed=cfg.train.seed, autocast=autocast_dtype(cfg, x_val.device))
+    assert again["loss"] == pytest.approx(straight.metrics[-1]["val_loss"], rel=1e-6)
+    # averaging leaves training as it was; fitted in memory with no validation split, the model is the average,
+    # not the last raw weights
+    from vaekit.config import build_config
+    from vaekit.training import train
+
+    def fit(average: float):
+        return train(build_config(dataset="digits", val_fraction=0.0, epochs=2, weight_average=average,
+                                  lr_schedule="constant", device="cpu"), files=False, progress=False)
+    averaged, plain = fit(0.9), fit(0.0)
+    assert "val_loss" not in averaged.metrics[-1]
+    assert [m["train_loss"] for m in averaged.metrics] == [m["train_loss"] for m in plain.metrics]
+    assert not any(torch.equal(a, b) for a, b in zip(averaged.model.parameters(), plain.model.parameters()))
+
+
 def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
     from vaekit.data import load_splits
     from vaekit.tensors import as_tensor, autocast_dtype

@@ -79,6 +79,18 @@ def test_save_and_load_round_trip_m2_and_m1_plus_m2(tmp_path, few_labels, m2):
     assert again.sample(2, random_state=0, y=1).shape == (2, 64)
 
 
+def test_m1_takes_every_parameter_it_shares_but_m2s_code_and_early_stopping(few_labels):
+    X, y_few, *_ = few_labels
+    settings = dict(hidden=(32,), optimizer="rmsprop", weight_decay=0.01, dropout=0.1, lr=2e-3, batch_size=64,
+                    lr_schedule="cosine", standardize=False, epochs=2, random_state=3)
+    stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=6, prior="mog", prior_components=5, latent_dim=3,
+                                       **settings).fit(X, y_few)
+    m1 = stacked.m1_.get_params()
+    assert {name: m1[name] for name in settings} == settings
+    assert (m1["latent_dim"], m1["prior"], m1["early_stopping"]) == (6, "normal", False)
+    assert (stacked.m2_.prior, stacked.m2_.latent_dim) == ("mog", 3)
+
+
 def test_m1_plus_m2_models_the_dims_m1_uses_from_draws_of_its_code(few_labels):
     """As Kingma et al.'s code: M2 sees z1 ~ q(z1|x) in the dims whose posterior means vary, and classifies by
     the means."""

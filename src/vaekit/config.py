@@ -139,6 +139,9 @@ class TrainConfig:
     weight_decay: float = setting(0.0, "weight decay: each step shrinks the weights by lr x this, decoupled from "
                                        "the gradient's moments (AdamW, Loshchilov & Hutter 2019); an L2 penalty "
                                        "under rmsprop (default 0: off)")
+    weight_average: float = setting(0.0, "Polyak averaging: validate, keep and test an exponential moving average "
+                                         "of the weights, each step weighing the new ones by 1 - this (e.g. "
+                                         "0.999; default 0: off)")
     lr_schedule: LrSchedule | None = setting(None, "cosine: linear warm-up over --warmup-epochs, then cosine "
                                                    "decay to 0 (default: mlp cosine, conv constant)")
     warmup_epochs: float = setting(2.0, "epochs of linear lr warm-up of the cosine schedule (default 2)")

@@ -53,6 +53,9 @@ DETECTOR_LR = 1e-3
 ONE_THREAD_BELOW = 2_000_000  # rows x features: small batches on 2 threads ran ~8x slower than on 1 (issue #13)
 ELBO_SAMPLES = 16  # draws of z per item in score_samples' ELBO estimate
 PREDICT_BATCH = 4096  # rows a model reads at once outside training (transform, reconstruct, ...)
+# M1+M2: the parameters SemiSupervisedVAE shares with VAE by name that describe M2 alone, not passed to M1
+M2_ONLY = frozenset({"latent_dim", "prior", "prior_components", "early_stopping", "validation_fraction",
+                     "n_iter_no_change"})
 M1_USED_STD = 0.1  # M1+M2: a dim of M1's code is used when its posterior means vary over X by more than this std
 
 
@@ -776,13 +779,10 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
             raise ValueError("classifier_arch='conv' reads images; with m1_latent_dim, M2's classifier sees M1's codes")
         if not isinstance(self.m1_draws, (int, np.integer)) or self.m1_draws < 1:
             raise ValueError(f"m1_draws must be a positive integer, got {self.m1_draws!r}")
-        m1 = VAE(latent_dim=self.m1_latent_dim, hidden=self.hidden, arch=self.arch, conv_channels=self.conv_channels,
-                 likelihood=self.likelihood, gaussian_sigma=self.gaussian_sigma, epochs=self.epochs,
-                 batch_size=self.batch_size, optimizer=self.optimizer, weight_decay=self.weight_decay,
-                 dropout=self.dropout, lr=self.lr,
-                 lr_schedule=self.lr_schedule, standardize=self.standardize,
-                 n_threads=self.n_threads, device=self.device, precision=self.precision,
-                 random_state=self.random_state, verbose=self.verbose)
+        # M1 takes every parameter it shares with this estimator by name, but those of M2's own: its code (size
+        # and prior; M1 keeps the standard normal, whose unused dims M2 drops) and its early stopping
+        shared = (set(VAE._get_param_names()) & set(self._get_param_names())) - M2_ONLY
+        m1 = VAE(latent_dim=self.m1_latent_dim, **{name: getattr(self, name) for name in shared})
         x = m1._check_X(X, reset=True)  # checked once: M1 takes X's description and trains on the rows
         mean, logvar = m1._fit(x)._posterior(m1._as_model_input(x))  # (N, L) each
         # As Kingma et al.'s code does (github.com/dpkingma/nips14-ssl, learn_yz_x_ss.py): M2 models only the

@@ -6,6 +6,7 @@ on the device and read back only when the progress bar is refreshed.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -94,6 +95,8 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
         raise VaekitError(f"--grad-clip must be > 0, got {t.grad_clip}")
     if not t.weight_decay >= 0:
         raise VaekitError(f"--weight-decay must be >= 0, got {t.weight_decay:g}")
+    if not 0 <= t.weight_average < 1:
+        raise VaekitError(f"--weight-average must be in [0, 1), got {t.weight_average:g}")
     if not 0 <= cfg.model.dropout < 1:
         raise VaekitError(f"--dropout must be in [0, 1), got {cfg.model.dropout:g}")
     if cfg.model.gaussian_sigma <= 0:
@@ -190,15 +193,79 @@ def check_compile(device: torch.device) -> None:
 
 
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The run's optimiser; with --weight-average, each of its steps also updates the weights' average
+    (``WeightAverage``)."""
     params, t = model.parameters(), cfg.train
     if t.optimizer == "adam":
         # fused Adam does the whole update in one kernel: ~1.4x faster epochs on CPU at batch 128. AdamW with no
         # decay is Adam; plain Adam stays the class of the undecayed runs whose figures the benchmarks hold
         adam = torch.optim.AdamW if t.weight_decay else torch.optim.Adam
-        return adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
-    if t.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=t.lr, alpha=0.9, eps=1e-7, weight_decay=t.weight_decay)  # Keras' defaults
-    raise VaekitError(f"unknown optimizer {cfg.train.optimizer!r}; choose adam or rmsprop")
+        optimizer = adam(params, lr=t.lr, weight_decay=t.weight_decay, fused=True)
+    elif t.optimizer == "rmsprop":
+        optimizer = torch.optim.RMSprop(params, lr=t.lr, alpha=0.9, eps=1e-7,  # Keras' defaults
+                                        weight_decay=t.weight_decay)
+    else:
+        raise VaekitError(f"unknown optimizer {cfg.train.optimizer!r}; choose adam or rmsprop")
+    if t.weight_average:
+        WeightAverage(optimizer, t.weight_average)
+    return optimizer
+
+
+class WeightAverage:
+    """Polyak averaging (Polyak & Juditsky 1992) as an exponential moving average of the weights, updated after
+    every optimiser step: avg <- avg + (1 - d_t) (w - avg), with d_t = min(decay, (1 + t) / (10 + t)) after t
+    updates, so the first steps' weights are not averaged in for long (TensorFlow's ExponentialMovingAverage).
+    The average lives in the optimiser's state, slot "average" of each parameter (and the count in slot
+    "average_steps"), so checkpoints keep it and a resume continues it. ``applied`` swaps it into the model:
+    validation, the model file and the test read the average; training steps the raw weights."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, decay: float):
+        self.optimizer, self.decay = optimizer, decay
+        optimizer.register_step_post_hook(lambda *_: self.update())
+        optimizer.weight_average = self  # found by ``applied_average``
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        params = self._params()
+        states = [self.optimizer.state[p] for p in params]
+        if "average" not in states[0]:  # the first step: the average starts at the weights
+            for p, state in zip(params, states):
+                state["average"] = p.detach().clone()
+                state["average_steps"] = torch.zeros((), dtype=torch.float32)
+        steps = float(states[0]["average_steps"])
+        decay = min(self.decay, (1 + steps) / (10 + steps))
+        torch._foreach_lerp_([s["average"] for s in states], [p.detach() for p in params], 1 - decay)
+        for state in states:
+            state["average_steps"] += 1
+
+    @contextlib.contextmanager
+    def applied(self):
+        """The model holds the average inside the block (the raw weights before the first step) and its raw
+        weights again after it."""
+        state = self.optimizer.state
+        pairs = [(p, state[p]["average"]) for p in self._params() if "average" in state[p]]
+        self._swap(pairs)
+        try:
+            yield
+        finally:
+            self._swap(pairs)
+
+    @staticmethod
+    @torch.no_grad()
+    def _swap(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for p, average in pairs:
+            raw = p.detach().clone()
+            p.copy_(average)
+            average.copy_(raw)
+
+
+def applied_average(optimizer: torch.optim.Optimizer) -> contextlib.AbstractContextManager:
+    """``WeightAverage.applied`` of the optimiser's average, or a block that changes nothing without one."""
+    average = getattr(optimizer, "weight_average", None)
+    return contextlib.nullcontext() if average is None else average.applied()
 
 
 def shuffled_batches(n: int, batch_size: int, seed: int, device: torch.device | str = "cpu", block: int = 1,
@@ -454,40 +521,50 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
     in ``memory``. Returns the best val loss. The previous epoch's files are on disk first: a failed write stops
     training here."""
     writer.wait()
-    # validation in the training precision (bf16 moved MNIST's validation loss by -0.004 nats; 0.08 -> 0.05 s of
-    # validation + checkpoint per epoch); it ranks epochs. The test figures are computed in fp32.
-    val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize, noise=cfg.data.noise,
-                               autocast=autocast_dtype(cfg, x_val.device)) if len(x_val) else {}
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or \
-            not math.isfinite(val_terms.get("loss", 0.0)):  # e.g. an inf gradient in the epoch's last step
-        kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
-        raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}{kept}. Try a lower --lr (now {cfg.train.lr:g}) or "
-                               "--grad-clip 1.0")
-    # The model file keeps the epoch with the best validation loss (every epoch without a validation split):
-    # models that overfit, e.g. on statically binarized MNIST, are worth less at their last epoch.
-    improved = not val_terms or best is None or val_terms["loss"] < best
-    record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
-              **{f"val_{k}": v for k, v in val_terms.items()}, "best": improved,
-              "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
-    labelled = np.flatnonzero(splits.val.y >= 0) if model.uses_labels and splits.val.y is not None else []
-    if len(labelled):
-        # a curve to watch, from the validation split's labelled rows (with `--labels N`, all of them: N counts the
-        # training split's); epochs are still ranked by the bound above, which needs no labels
-        rows = x_val if len(labelled) == len(x_val) else select_rows(x_val, torch.from_numpy(labelled).to(x_val.device))
-        record["val_accuracy"] = classifier_accuracy(model, rows, splits.val.y[labelled])
+    model_file: list[tuple[Path, bytes]] = []  # the model file's bytes, made from the weights' average if any
+    with applied_average(optimizer):
+        # validation in the training precision (bf16 moved MNIST's validation loss by -0.004 nats; 0.08 -> 0.05 s
+        # of validation + checkpoint per epoch); it ranks epochs. The test figures are computed in fp32.
+        val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
+                                   noise=cfg.data.noise, autocast=autocast_dtype(cfg, x_val.device)) \
+            if len(x_val) else {}
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or \
+                not math.isfinite(val_terms.get("loss", 0.0)):  # e.g. an inf gradient in the epoch's last step
+            kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
+            raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}{kept}. "
+                                   f"Try a lower --lr (now {cfg.train.lr:g}) or --grad-clip 1.0")
+        # The model file keeps the epoch with the best validation loss (every epoch without a validation split):
+        # models that overfit, e.g. on statically binarized MNIST, are worth less at their last epoch.
+        improved = not val_terms or best is None or val_terms["loss"] < best
+        record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
+                  **{f"val_{k}": v for k, v in val_terms.items()}, "best": improved,
+                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        labelled = np.flatnonzero(splits.val.y >= 0) if model.uses_labels and splits.val.y is not None else []
+        if len(labelled):
+            # a curve to watch, from the validation split's labelled rows (with `--labels N`, all of them: N counts
+            # the training split's); epochs are still ranked by the bound above, which needs no labels
+            rows = x_val if len(labelled) == len(x_val) else select_rows(
+                x_val, torch.from_numpy(labelled).to(x_val.device))
+            record["val_accuracy"] = classifier_accuracy(model, rows, splits.val.y[labelled])
+        # without validation the last weights are the model (or their average, which the model does not hold)
+        averaged = getattr(optimizer, "weight_average", None) is not None
+        if memory is not None and improved and (val_terms or averaged):
+            memory.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif memory is None and improved:
+            runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer,
+                            write=lambda path, data: model_file.append((path, data)))
     if val_terms:
         best = val_terms["loss"] if best is None else min(best, val_terms["loss"])
     if memory is not None:
         memory.metrics.append(record)
-        if improved and val_terms:  # without validation every epoch "improves": the last weights are the model
-            memory.best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         return best
-    # Order matters for crash safety: a kill between these lines loses at most this epoch.
+    # Order matters for crash safety: a kill between these lines loses at most this epoch. The checkpoint holds
+    # the raw weights (and the average in the optimiser's state), outside ``applied_average``.
     runs.append_metrics(run_dir, record)
     runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch, splits.standardizer, best,
                          write=writer.write)
-    if improved:
-        runs.save_model(run_dir / runs.MODEL_FILE, model, cfg, splits.standardizer, write=writer.write)
+    for path, data in model_file:
+        writer.write(path, data)
     return best
 
 
