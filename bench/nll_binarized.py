@@ -110,11 +110,12 @@ MODELS = {
     "hvae-vamp-paper-b500-cosine-wd015-alone": {**B500_COSINE, "patience": 0, "weight_decay": 0.15},
     # the -wd015 recipe with Polyak averaging (--weight-average): validation, the model file and the test read an
     # exponential moving average of the weights. Under the cosine the lr's decay already calms the last epochs'
-    # weights; 0.9995 averages over ~2,000 steps, ~20 epochs of 100 steps
+    # weights; 0.9995 averages over ~2,000 steps, ~20 epochs of 100 steps. Probed for 40 minutes beside -wd015
+    # (2026-12-03 (i), one thread each): 84.99 against 84.79: ahead while the lr was high, stalled in the decay
     "hvae-vamp-paper-b500-cosine-wd015-avg": {**B500_COSINE, "patience": 0, "weight_decay": 0.15,
                                               "weight_average": 0.9995},
     # the average in place of the lr's decay: a constant lr (1.4e-3, no warm-up) and a longer average,
-    # 0.9998 (~5,000 steps, ~50 epochs), as VDVAE-style training does (Child 2021)
+    # 0.9998 (~5,000 steps, ~50 epochs), as VDVAE-style training does (Child 2021). Untried
     "hvae-vamp-paper-b500-constant-wd015-avg": {**B500_COSINE, "lr_schedule": "constant", "patience": 0,
                                                 "weight_decay": 0.15, "weight_average": 0.9998},
     # larger decays, probed for 40 minutes side by side (2026-12-02 (g)): 85.47 with 0.3, 87.42 with 0.6 (underfits)
