@@ -215,12 +215,13 @@ class WeightAverage:
     """Polyak averaging (Polyak & Juditsky 1992) as an exponential moving average of the weights, updated after
     every optimiser step: avg <- avg + (1 - d_t) (w - avg), with d_t = min(decay, (1 + t) / (10 + t)) after t
     updates, so the first steps' weights are not averaged in for long (TensorFlow's ExponentialMovingAverage).
-    The average lives in the optimiser's state, slot "average" of each parameter (and the count in slot
-    "average_steps"), so checkpoints keep it and a resume continues it. ``applied`` swaps it into the model:
-    validation, the model file and the test read the average; training steps the raw weights."""
+    The average lives in the optimiser's state, slot "average" of each parameter (and the count in the first
+    one's slot "average_steps"), so checkpoints keep it and a resume continues it. ``applied`` swaps it into the
+    model: validation, the model file and the test read the average; training steps the raw weights."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, decay: float):
         self.optimizer, self.decay = optimizer, decay
+        self._steps: int | None = None  # updates so far, once read from the state
         optimizer.register_step_post_hook(lambda *_: self.update())
         optimizer.weight_average = self  # found by ``applied_average``
 
@@ -234,12 +235,13 @@ class WeightAverage:
         if "average" not in states[0]:  # the first step: the average starts at the weights
             for p, state in zip(params, states):
                 state["average"] = p.detach().clone()
-                state["average_steps"] = torch.zeros((), dtype=torch.float32)
-        steps = float(states[0]["average_steps"])
-        decay = min(self.decay, (1 + steps) / (10 + steps))
+            states[0]["average_steps"] = torch.zeros((), dtype=torch.float32)
+        if self._steps is None:  # this process's first update (a resume's too): the count, read once (a GPU sync)
+            self._steps = int(states[0]["average_steps"])
+        decay = min(self.decay, (1 + self._steps) / (10 + self._steps))
         torch._foreach_lerp_([s["average"] for s in states], [p.detach() for p in params], 1 - decay)
-        for state in states:
-            state["average_steps"] += 1
+        self._steps += 1
+        states[0]["average_steps"].fill_(self._steps)  # for the checkpoint
 
     @contextlib.contextmanager
     def applied(self):
