@@ -154,10 +154,11 @@ def test_outlier_detector_has_pyods_attributes_and_finds_malignant_tumours():
 def test_a_saved_detector_keeps_its_threshold_and_scores(tmp_path):
     X, y = load_breast_cancer(return_X_y=True)
     det = vaekit.OutlierDetector(model="ae", epochs=20, optimizer="rmsprop", weight_decay=0.01, dropout=0.1,
-                                 random_state=0).fit(X[y == 1])
+                                 weight_average=0.9, random_state=0).fit(X[y == 1])
     # the detector's model settings reach its model (PyOD's autoencoders take weight_decay and dropout_rate too)
     train_cfg, model_cfg = det.estimator_.config_.train, det.estimator_.config_.model
     assert (train_cfg.optimizer, train_cfg.weight_decay, model_cfg.dropout) == ("rmsprop", 0.01, 0.1)
+    assert train_cfg.weight_average == 0.9
     loaded = vaekit.load(det.save(tmp_path / "det"))
     assert type(loaded) is vaekit.OutlierDetector and loaded.threshold_ == det.threshold_
     assert loaded.get_params() == det.get_params()
@@ -295,3 +296,18 @@ def test_dropout_reaches_the_model_which_still_fits_and_is_off_once_fitted(digit
     assert np.array_equal(vae.reconstruct(digits[:5]), vae.reconstruct(digits[:5]))  # no dropout once fitted
     with pytest.raises(vaekit.VaekitError, match=r"dropout must be in \[0, 1\), got 1"):
         vaekit.VAE(epochs=1, dropout=1.0).fit(digits)
+
+
+def test_weight_average_makes_the_fitted_model_the_average_of_the_weights(digits):
+    """With Polyak averaging the fitted model is the average: it differs from the same fit without it (which ends
+    on the raw weights, the same ones training followed), and it still reconstructs the data."""
+    def fit(average):
+        return vaekit.VAE(latent_dim=4, hidden=(64,), epochs=6, weight_average=average, random_state=0).fit(digits)
+
+    averaged, plain = fit(0.9), fit(0.0)
+    assert averaged.config_.train.weight_average == 0.9
+    assert averaged.history_[-1]["train_loss"] == pytest.approx(plain.history_[-1]["train_loss"], rel=1e-4)
+    assert not torch.equal(averaged.model_.decoder[-1].weight, plain.model_.decoder[-1].weight)
+    assert averaged.score(digits) == pytest.approx(plain.score(digits), rel=0.05)
+    with pytest.raises(vaekit.VaekitError, match=r"weight-average must be in \[0, 1\), got 1"):
+        vaekit.VAE(epochs=1, weight_average=1.0).fit(digits)

@@ -10,6 +10,7 @@ import torch
 import vaekit
 from vaekit.config import ModelConfig
 from vaekit.models import MODELS, build_model
+from vaekit.models.likelihoods import Bernoulli
 from vaekit.models.priors import gaussian_kl
 
 
@@ -55,6 +56,62 @@ def test_gaussian_recon_is_the_normal_log_density():
     mean, x = torch.randn(3, 4), torch.randn(3, 4)
     expected = torch.distributions.Normal(mean, 1.0).log_prob(x).sum(-1)
     assert torch.allclose(model.likelihood.log_prob(mean, x), expected, atol=1e-5)
+
+
+
+def _autoregressive(dim: int, hidden: int, seed: int = 0):
+    """An autoregressive Bernoulli likelihood over ``dim`` values with random weights (the model starts them at 0)."""
+    model = build_model(ModelConfig(input_shape=(dim,), hidden=(8,), latent_dim=2,
+                                    likelihood="bernoulli-autoregressive", autoregressive_hidden=hidden))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for weight in model.likelihood.parameters():
+            weight.copy_(2 * torch.randn(weight.shape, generator=g))
+    return model.likelihood
+
+
+def _context_by_hand(likelihood, x: torch.Tensor, i: int) -> torch.Tensor:
+    """What x_0 .. x_{i-1} (B, D) add to value i's logit, written out: the linear weights and, with hidden units,
+    those of the units that read only values before i (MADE's masks)."""
+    out = (x[:, :i] * likelihood.weight.detach()[i, :i]).sum(-1)
+    if likelihood.hidden:
+        degrees = 1 + torch.arange(likelihood.hidden) * (x.shape[1] - 1) // likelihood.hidden
+        for k, degree in enumerate(degrees.tolist()):
+            if degree <= i:  # unit k reads x_0 .. x_{degree-1}, all before i
+                u, c = likelihood.hidden_in.weight.detach()[k, :degree], likelihood.hidden_in.bias.detach()[k]
+                out = out + likelihood.hidden_out.detach()[i, k] * torch.relu((x[:, :degree] * u).sum(-1) + c)
+    return out
+
+
+@pytest.mark.parametrize("hidden", [0, 5])
+def test_the_autoregressive_likelihood_is_a_normalised_distribution_of_its_conditionals(hidden):
+    """Summed over all 2^D binary x, p(x | z) is 1 for any logits and weights; log p(x | z) is the sum of the
+    sequential conditionals log p(x_i | z, x_<i), each reading only the values before it."""
+    dim = 6
+    likelihood = _autoregressive(dim, hidden)
+    logits = torch.randn(2, 3, dim, generator=torch.Generator().manual_seed(1))  # (K=2 samples, B=3 items, D)
+    every_x = torch.tensor([[(n >> i) & 1 for i in range(dim)] for n in range(2 ** dim)], dtype=torch.float32)
+    total = torch.stack([likelihood.log_prob(logits, x.expand(3, dim)) for x in every_x]).logsumexp(0)  # (2, 3)
+    torch.testing.assert_close(total, torch.zeros(2, 3), atol=1e-5, rtol=0)
+    x = every_x[torch.randint(2 ** dim, (3,), generator=torch.Generator().manual_seed(2))]  # (3, D)
+    expected = torch.zeros(2, 3)
+    for i in range(dim):  # the chain rule, one value at a time
+        p_i = torch.sigmoid(logits[..., i] + _context_by_hand(likelihood, x, i))
+        expected += torch.log(torch.where(x[:, i] == 1, p_i, 1 - p_i))
+    torch.testing.assert_close(likelihood.log_prob(logits, x), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hidden", [0, 5])
+def test_the_autoregressive_likelihood_starts_as_the_bernoulli_and_draws_pictures_one_value_at_a_time(hidden):
+    fresh = build_model(ModelConfig(input_shape=(5,), hidden=(8,), latent_dim=2, likelihood="bernoulli-autoregressive",
+                                    autoregressive_hidden=hidden)).likelihood
+    logits, x = torch.randn(4, 5), torch.rand(4, 5)
+    torch.testing.assert_close(fresh.log_prob(logits, x), Bernoulli().log_prob(logits, x))
+    torch.testing.assert_close(fresh.mean(logits), torch.sigmoid(logits))  # zero weights: independent values
+    likelihood = _autoregressive(5, hidden)
+    mean = likelihood.mean(logits)
+    for i in range(5):  # each value's probability given the probabilities before it
+        torch.testing.assert_close(mean[:, i], torch.sigmoid(logits[:, i] + _context_by_hand(likelihood, mean, i)))
 
 
 def test_loss_falls_on_digits(digits_run):

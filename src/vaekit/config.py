@@ -16,7 +16,7 @@ from .errors import VaekitError
 
 # Allowed values, declared once: the CLI's choices and help and the one validation (``_check_choices``) read them.
 Binarize = Literal["none", "dynamic"]
-Likelihood = Literal["auto", "bernoulli", "gaussian", "gaussian-learned"]
+Likelihood = Literal["auto", "bernoulli", "bernoulli-autoregressive", "gaussian", "gaussian-learned"]
 Arch = Literal["mlp", "conv"]
 Optimizer = Literal["adam", "rmsprop"]
 LrSchedule = Literal["constant", "cosine"]
@@ -96,8 +96,12 @@ class ModelConfig:
     hidden: tuple[int, ...] = setting((400,), "encoder hidden widths, e.g. 400 or 512,256; the decoder mirrors "
                                               "them (default 400)")
     latent_dim: int = setting(20, "size of the latent code z (default 20)")
-    likelihood: Likelihood = setting("auto", "p(x|z): bernoulli, gaussian (fixed sigma), gaussian-learned, or "
-                                             "auto (bernoulli for data in [0, 1], else gaussian)")
+    likelihood: Likelihood = setting("auto", "p(x|z): bernoulli, bernoulli-autoregressive (each value also "
+                                             "conditioned on the values before it: a masked linear layer under the "
+                                             "decoder), gaussian (fixed sigma), gaussian-learned, or auto "
+                                             "(bernoulli for data in [0, 1], else gaussian)")
+    autoregressive_hidden: int = setting(0, "bernoulli-autoregressive: hidden units of the masked layer that reads "
+                                            "the values before each one (MADE's); 0 (default): a linear layer only")
     gaussian_sigma: float = setting(1.0, "fixed sigma of the gaussian likelihood (the start of gaussian-learned; "
                                          "default 1)")
     arch: Arch = setting("mlp", "mlp (default) or conv (images)")

@@ -214,7 +214,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         return dict(model=self._model_kind, hidden=tuple(hidden), latent_dim=int(latent), arch=self.arch,
                     conv_channels=tuple(self.conv_channels), likelihood=self.likelihood,
                     gaussian_sigma=self.gaussian_sigma, epochs=epochs, batch_size=batch, optimizer=self.optimizer,
-                    weight_decay=self.weight_decay, dropout=self.dropout,
+                    weight_decay=self.weight_decay, weight_average=self.weight_average, dropout=self.dropout,
                     lr=self.lr if self.lr is not None else (SMALL_DATA_LR if small else None),
                     lr_schedule=self.lr_schedule or ("cosine" if small else None), seed=seed, device=self.device,
                     precision=self.precision, patience=self.n_iter_no_change if self.early_stopping else None,
@@ -353,14 +353,19 @@ _SHARED_DOC = """
         Encoder hidden widths (the decoder mirrors them). None: ``(min(400, max(64, 2 * n_features)),)``.
     arch : {"mlp", "conv"}
         Dense layers, or stride-2 convolutions (images only) with ``conv_channels``.
-    likelihood : {"auto", "bernoulli", "gaussian", "gaussian-learned"}
+    likelihood : {"auto", "bernoulli", "bernoulli-autoregressive", "gaussian", "gaussian-learned"}
         p(x | z). "auto": Bernoulli for data in [0, 1], else Gaussian with ``gaussian_sigma``.
+        "bernoulli-autoregressive": each value also conditioned on the values before it (a masked linear layer
+        under the decoder, trained with the model; the best likelihoods on binary images, bench/README.md).
     epochs, batch_size, lr, lr_schedule : int, int, float, {"constant", "cosine"}, or None
         The schedule. None on fewer than 10,000 rows: batch 64, lr 1e-2 with cosine decay, and epochs for
         3 steps per row (500 to 3,000 steps); on more, the CLI's recipe (batch 512, lr 1.5e-2, ~3,000 steps).
     optimizer, weight_decay : {"adam", "rmsprop"}, float
         Adam (default) or RMSprop; weight decay shrinks the weights by lr x ``weight_decay`` each step, decoupled
         from Adam's moments (AdamW, Loshchilov & Hutter 2019), an L2 penalty under RMSprop. 0 (default): off.
+    weight_average : float
+        Polyak averaging: the fitted model is an exponential moving average of the weights, each step weighing the
+        new ones by 1 - ``weight_average`` (e.g. 0.999), the raw weights being the ones trained. 0 (default): off.
     dropout : float
         Dropout on the hidden units of the decoder (and of each p(z_l | z_l+1) of a hierarchy) while fitting, a
         regulariser against overfitting; off in every use of the fitted model. 0 (default): off.
@@ -429,8 +434,8 @@ class VAE(_LatentEstimator):
                  beta: float = 1.0, kl_warmup: float = 0.0, free_bits: float = 0.0, iw_samples: int = 1,
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
-                 weight_decay: float = 0.0, dropout: float = 0.0, lr: float | None = None,
-                 lr_schedule: str | None = None,
+                 weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
+                 lr: float | None = None, lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
@@ -488,8 +493,8 @@ class Autoencoder(_LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
-                 weight_decay: float = 0.0, dropout: float = 0.0, lr: float | None = None,
-                 lr_schedule: str | None = None,
+                 weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
+                 lr: float | None = None, lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  standardize: str | bool = "auto",
                  n_threads: int | None = None, device: str = "auto", precision: str = "auto",
@@ -536,8 +541,8 @@ class OutlierDetector(BaseEstimator):
         None on fewer than 10,000 rows: about 300 optimiser steps at lr 1e-3 (a detector ranks new rows better
         from a model that has not fitted its few training rows to the last detail; see ``DETECTOR_STEPS``);
         on more, the estimators' defaults.
-    latent_dim, hidden, batch_size, optimizer, weight_decay, dropout, early_stopping, standardize, n_threads,
-    device, random_state, verbose
+    latent_dim, hidden, batch_size, optimizer, weight_decay, weight_average, dropout, early_stopping, standardize,
+    n_threads, device, random_state, verbose
         As for ``vaekit.VAE`` (PyOD's autoencoders have ``weight_decay`` and ``dropout_rate`` too).
 
     Examples
@@ -555,8 +560,8 @@ class OutlierDetector(BaseEstimator):
     def __init__(self, model: str = "vae", anomaly_score: str = "auto", contamination: float = 0.1,
                  threshold_holdout: float = 0.2, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, epochs: int | None = None, batch_size: int | None = None,
-                 optimizer: str = "adam", weight_decay: float = 0.0, dropout: float = 0.0, lr: float | None = None,
-                 early_stopping: bool = False, standardize: str | bool = "auto", n_threads: int | None = None,
+                 optimizer: str = "adam", weight_decay: float = 0.0, weight_average: float = 0.0,
+                 dropout: float = 0.0, lr: float | None = None, early_stopping: bool = False, standardize: str | bool = "auto", n_threads: int | None = None,
                  device: str = "auto", random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
 
@@ -692,8 +697,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
 
     Parameters
     ----------
-    latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, optimizer, weight_decay, dropout,
-    lr, lr_schedule, standardize, n_threads, device, precision, random_state, verbose
+    latent_dim, hidden, arch, conv_channels, likelihood, epochs, batch_size, optimizer, weight_decay,
+    weight_average, dropout, lr, lr_schedule, standardize, n_threads, device, precision, random_state, verbose
         As for ``vaekit.VAE``.
     classifier_arch : {"mlp", "conv"} or None
         The network of the classifier q(y|x); None: ``arch``. A conv classifier beside an MLP VAE (images only)
@@ -740,7 +745,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  m1_latent_dim: int | None = None, m1_draws: int = 10, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
                  batch_size: int | None = None, optimizer: str = "adam", weight_decay: float = 0.0,
-                 dropout: float = 0.0, lr: float | None = None,
+                 weight_average: float = 0.0, dropout: float = 0.0, lr: float | None = None,
                  lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,
                  n_iter_no_change: int = 10, standardize: str | bool = "auto", n_threads: int | None = None,
                  device: str = "auto", precision: str = "auto", random_state: Any = None, verbose: bool = False):

@@ -25,7 +25,7 @@ from .config import DEFAULT_RECIPES, RunConfig
 from .data import Splits, load_splits
 from .data.transforms import corrupt, parse_noise
 from .errors import DataError, VaekitError
-from .models import MODELS, build_model
+from .models import MODELS, UNIT_INTERVAL, build_model
 from .anomaly import training_scores
 from .latent import class_predictions
 from .objectives import kl_weight, lr_factor
@@ -104,7 +104,7 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if t.iw_samples > 1 and (t.beta != 1 or t.free_bits or t.kl_warmup):
         raise VaekitError("--iw-samples trains on the IWAE bound; it does not combine with --beta, --free-bits "
                           "or --kl-warmup")
-    if cfg.data.binarize == "dynamic" and likelihood != "bernoulli":
+    if cfg.data.binarize == "dynamic" and likelihood not in UNIT_INTERVAL:
         raise VaekitError(f"--binarize dynamic needs data in [0, 1]; {train.name} is real-valued")
     recipe = DEFAULT_RECIPES.get(cfg.model.arch, DEFAULT_RECIPES["mlp"])
     lr = recipe["lr"] if t.lr is None else t.lr
@@ -119,14 +119,14 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
                           f"{cfg.model.model}")
     if cfg.data.noise:
         parse_noise(cfg.data.noise)
-        if likelihood != "bernoulli":
+        if likelihood not in UNIT_INTERVAL:
             raise VaekitError(f"--noise corrupts items in [0, 1]; {train.name} is real-valued ({likelihood} likelihood)")
     if cfg.model.classifier_arch is not None and not MODELS[cfg.model.model].uses_labels:
         raise VaekitError(f"--classifier-arch is the network of m2's classifier; --model {cfg.model.model} has none")
     for flag, arch in (("--arch", cfg.model.arch), ("--classifier-arch", cfg.model.classifier_arch)):
         if arch == "conv" and not train.is_image:
             raise DataError(f"{train.name}: {flag} conv needs images (C, H, W); items have shape {train.item_shape}")
-    if likelihood == "bernoulli" and train.x.dtype != np.uint8 and (train.x.min() < 0 or train.x.max() > 1):
+    if likelihood in UNIT_INTERVAL and train.x.dtype != np.uint8 and (train.x.min() < 0 or train.x.max() > 1):
         raise DataError(f"{train.name}: values lie in [{train.x.min():.3g}, {train.x.max():.3g}], outside the "
                         "Bernoulli likelihood's [0, 1]; use --likelihood gaussian or rescale the data")
     batch_size = cfg.train.batch_size

@@ -5,7 +5,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import VaekitError
-from .likelihoods import LIKELIHOODS
+from .likelihoods import LIKELIHOODS, UNIT_INTERVAL
 from .ae import AE
 from .m2 import M2
 from .vae import VAE
@@ -27,6 +27,11 @@ def build_model(cfg: ModelConfig) -> nn.Module:
         raise VaekitError(f"--prior-components must be at least 1, got {cfg.prior_components}")
     if any(size < 1 for size in cfg.hierarchy):
         raise VaekitError(f"--hierarchy sizes must be positive integers, got {list(cfg.hierarchy)}")
+    if cfg.autoregressive_hidden < 0:
+        raise VaekitError(f"--autoregressive-hidden must be >= 0, got {cfg.autoregressive_hidden}")
+    if cfg.autoregressive_hidden and cfg.likelihood != "bernoulli-autoregressive":
+        raise VaekitError(f"--autoregressive-hidden is the masked layer of --likelihood bernoulli-autoregressive; "
+                          f"the {cfg.likelihood} likelihood has none")
     if cfg.prior != "normal" and not MODELS[cfg.model].learned_prior:
         raise VaekitError(f"--prior {cfg.prior} needs a model with a prior: --model "
                           f"{' or '.join(n for n, m in MODELS.items() if m.learned_prior)} (an autoencoder has none)")
@@ -36,4 +41,4 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     return MODELS[cfg.model](cfg)
 
 
-__all__ = ["MODELS", "build_model", "VAE", "AE", "M2"]
+__all__ = ["MODELS", "UNIT_INTERVAL", "build_model", "VAE", "AE", "M2"]

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..objectives import LOG_2PI
+from .likelihoods import UNIT_INTERVAL
 
 Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -162,7 +163,7 @@ class VampPrior(Prior):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__(cfg)
-        self.bounded = cfg.likelihood == "bernoulli"
+        self.bounded = cfg.likelihood in UNIT_INTERVAL
         start = 0.05 if self.bounded else 0.0
         gen = torch.Generator().manual_seed(0)
         self.pseudo_inputs = nn.Parameter(start + 0.01 * torch.randn(cfg.prior_components, *cfg.input_shape,
