@@ -356,7 +356,8 @@ _SHARED_DOC = """
     likelihood : {"auto", "bernoulli", "bernoulli-autoregressive", "gaussian", "gaussian-learned"}
         p(x | z). "auto": Bernoulli for data in [0, 1], else Gaussian with ``gaussian_sigma``.
         "bernoulli-autoregressive": each value also conditioned on the values before it (a masked linear layer
-        under the decoder, trained with the model; the best likelihoods on binary images, bench/README.md).
+        under the decoder, trained with the model): vaekit's best likelihood on binarized MNIST (bench/README.md);
+        pair it with ``kl_warmup`` or ``free_bits``, or the code may go unused.
     epochs, batch_size, lr, lr_schedule : int, int, float, {"constant", "cosine"}, or None
         The schedule. None on fewer than 10,000 rows: batch 64, lr 1e-2 with cosine decay, and epochs for
         3 steps per row (500 to 3,000 steps); on more, the CLI's recipe (batch 512, lr 1.5e-2, ~3,000 steps).

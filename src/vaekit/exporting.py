@@ -118,6 +118,9 @@ def export_onnx(run: str | os.PathLike, out_dir: str | os.PathLike | None = None
     if existing and not overwrite:
         raise RunError(f"{existing[0]}: already exists; pass --overwrite to replace it")
     model, cfg, standardizer = runs.load_model(run, "cpu")  # fp32 on the CPU: the graphs hold fp32 weights
+    if model.likelihood.sequential_mean:
+        raise VaekitError(f"{run}: the {model.likelihood.name} likelihood fills in its values one at a time, which "
+                          "an ONNX decoder would unroll into as many steps; its ONNX export is not supported")
     model.eval()
     shape, latent = tuple(cfg.model.input_shape), cfg.model.latent_dim
     x = torch.zeros(2, *shape)  # (2, *input_shape)

@@ -17,6 +17,8 @@ class Bernoulli(nn.Module):
     """Values in [0, 1] as Bernoulli probabilities; the decoder outputs logits."""
 
     name = "bernoulli"
+    # the mean is computed one value at a time (a loop a graph exporter would unroll D times)
+    sequential_mean = False
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Sum over dimensions of log p(x|z): logits (..., D), x broadcastable to them -> (...).
@@ -46,6 +48,7 @@ class AutoregressiveBernoulli(Bernoulli):
     """
 
     name = "bernoulli-autoregressive"
+    sequential_mean = True
 
     def __init__(self, dim: int, hidden: int = 0):
         super().__init__()
@@ -110,6 +113,7 @@ class Gaussian(nn.Module):
     def __init__(self, sigma: float = 1.0, learned: bool = False):
         super().__init__()
         self.name = "gaussian-learned" if learned else "gaussian"
+        self.sequential_mean = False
         log_sigma = torch.tensor(math.log(sigma))
         if learned:
             self.log_sigma = nn.Parameter(log_sigma)
