@@ -562,7 +562,8 @@ class OutlierDetector(BaseEstimator):
                  threshold_holdout: float = 0.2, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, epochs: int | None = None, batch_size: int | None = None,
                  optimizer: str = "adam", weight_decay: float = 0.0, weight_average: float = 0.0,
-                 dropout: float = 0.0, lr: float | None = None, early_stopping: bool = False, standardize: str | bool = "auto", n_threads: int | None = None,
+                 dropout: float = 0.0, lr: float | None = None, early_stopping: bool = False,
+                 standardize: str | bool = "auto", n_threads: int | None = None,
                  device: str = "auto", random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
 

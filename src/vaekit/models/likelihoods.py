@@ -17,7 +17,7 @@ class Bernoulli(nn.Module):
     """Values in [0, 1] as Bernoulli probabilities; the decoder outputs logits."""
 
     name = "bernoulli"
-    # the mean is computed one value at a time (a loop a graph exporter would unroll D times)
+    # True where the mean is computed one value at a time (a loop a graph exporter would unroll D times)
     sequential_mean = False
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
