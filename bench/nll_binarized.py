@@ -124,6 +124,11 @@ MODELS = {
     # (2026-12-03 (j), alone, 2 threads): 83.81, 949 epochs (best 915), -ELBO 86.82, against -wd015-alone's 84.35
     "hvae-vamp-paper-b500-cosine-wd015-ar": {**B500_COSINE, "patience": 0, "weight_decay": 0.15,
                                              "likelihood": "bernoulli-autoregressive"},
+    # the same with weight decay 0.3: the AR run overfits more than the plain one (train 80.76 against validation
+    # 87.42 at its end, against 83.44 and 89.30). Probed for 20 minutes beside -wd015-ar (one thread each, 1,000
+    # test images, k = 1000): 85.02 against 85.05, no difference yet; the hour is untried
+    "hvae-vamp-paper-b500-cosine-wd03-ar": {**B500_COSINE, "patience": 0, "weight_decay": 0.3,
+                                            "likelihood": "bernoulli-autoregressive"},
     # the same with H hidden units in the masked layer (MADE's masks; --autoregressive-hidden H). Probed for 8
     # minutes (one thread each, 1,000 test images, k = 1000): 88.71 with 500 units, 89.55 with 1,000, against 86.77
     # for the linear layer and 87.61 for the plain recipe: slower epochs that the hidden units do not repay so early
