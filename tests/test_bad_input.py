@@ -189,6 +189,12 @@ CASES = [
     ("autoregressive-hidden-negative", lambda t, s, r: _train("digits", "--likelihood", "bernoulli-autoregressive",
                                                               "--autoregressive-hidden", "-1"),
      "--autoregressive-hidden must be >= 0, got -1"),
+    ("autoregressive-window-without-it", lambda t, s, r: _train("digits", "--autoregressive-window", "2"),
+     "--autoregressive-window is the masked layer's reach under --likelihood bernoulli-autoregressive; the bernoulli"),
+    ("autoregressive-window-on-a-table", lambda t, s, r: _train(
+        f"npy:{_npy(t, 'b.npy', np.eye(20, 6, dtype=np.float32))}", "--likelihood", "bernoulli-autoregressive",
+        "--autoregressive-window", "1"),
+     "--autoregressive-window counts image rows; the data are vectors of 6 values, not images"),
     ("optimizer-unknown", lambda t, s, r: _train("digits", "--optimizer", "sgd"),
      "--optimizer: invalid choice: 'sgd'"),
     ("patience-negative", lambda t, s, r: _train("digits", "--patience", "-1"), "--patience: must be >= 0, got -1"),

@@ -101,6 +101,25 @@ def test_the_autoregressive_likelihood_is_a_normalised_distribution_of_its_condi
     torch.testing.assert_close(likelihood.log_prob(logits, x), expected, atol=1e-5, rtol=1e-5)
 
 
+def test_a_windowed_autoregressive_likelihood_reads_only_the_rows_above_within_its_window():
+    """A (1, 4, 3) image, window 1: value (row r, column c) reads its row left of c and row r - 1, nothing else;
+    still a normalised distribution over all 2^12 binary images."""
+    model = build_model(ModelConfig(input_shape=(1, 4, 3), hidden=(8,), latent_dim=2,
+                                    likelihood="bernoulli-autoregressive", autoregressive_window=1))
+    likelihood = model.likelihood
+    with torch.no_grad():
+        likelihood.weight.copy_(torch.randn(12, 12, generator=torch.Generator().manual_seed(0)))
+    reads = likelihood.linear() != 0  # (D, D): which values each one's logit reads
+    for i in range(12):
+        row, col = divmod(i, 3)
+        expected = {3 * (row - 1) + c for c in range(3) if row >= 1} | {3 * row + c for c in range(col)}
+        assert set(reads[i].nonzero().flatten().tolist()) == expected
+    every_x = torch.tensor([[(n >> i) & 1 for i in range(12)] for n in range(2 ** 12)], dtype=torch.float32)
+    logits = torch.randn(12, generator=torch.Generator().manual_seed(1)).expand(2 ** 12, 12)
+    torch.testing.assert_close(likelihood.log_prob(logits, every_x).logsumexp(0), torch.tensor(0.0), atol=1e-4,
+                               rtol=0)
+
+
 @pytest.mark.parametrize("hidden", [0, 5])
 def test_the_autoregressive_likelihood_starts_as_the_bernoulli_and_draws_pictures_one_value_at_a_time(hidden):
     fresh = build_model(ModelConfig(input_shape=(5,), hidden=(8,), latent_dim=2, likelihood="bernoulli-autoregressive",

@@ -102,6 +102,9 @@ class ModelConfig:
                                              "(bernoulli for data in [0, 1], else gaussian)")
     autoregressive_hidden: int = setting(0, "bernoulli-autoregressive: hidden units of the masked layer that reads "
                                             "the values before each one (MADE's); 0 (default): a linear layer only")
+    autoregressive_window: int = setting(0, "bernoulli-autoregressive: image rows above each value that its masked "
+                                            "linear layer reads (and the values left of it in its own row); 0 "
+                                            "(default): every value before it")
     gaussian_sigma: float = setting(1.0, "fixed sigma of the gaussian likelihood (the start of gaussian-learned; "
                                          "default 1)")
     arch: Arch = setting("mlp", "mlp (default) or conv (images)")

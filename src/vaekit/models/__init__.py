@@ -32,6 +32,14 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.autoregressive_hidden and cfg.likelihood != "bernoulli-autoregressive":
         raise VaekitError(f"--autoregressive-hidden is the masked layer of --likelihood bernoulli-autoregressive; "
                           f"the {cfg.likelihood} likelihood has none")
+    if cfg.autoregressive_window < 0:
+        raise VaekitError(f"--autoregressive-window must be >= 0, got {cfg.autoregressive_window}")
+    if cfg.autoregressive_window and cfg.likelihood != "bernoulli-autoregressive":
+        raise VaekitError(f"--autoregressive-window is the masked layer's reach under --likelihood "
+                          f"bernoulli-autoregressive; the {cfg.likelihood} likelihood has none")
+    if cfg.autoregressive_window and len(cfg.input_shape) < 2:
+        raise VaekitError(f"--autoregressive-window counts image rows; the data are vectors of "
+                          f"{cfg.input_shape[0] if cfg.input_shape else 0} values, not images")
     if cfg.prior != "normal" and not MODELS[cfg.model].learned_prior:
         raise VaekitError(f"--prior {cfg.prior} needs a model with a prior: --model "
                           f"{' or '.join(n for n, m in MODELS.items() if m.learned_prior)} (an autoencoder has none)")
