@@ -123,10 +123,11 @@ class Gaussian(nn.Module):
     sigma is fixed, or one value learned for all dimensions (the sigma-VAE of Rybkin et al. 2021).
     """
 
+    sequential_mean = False
+
     def __init__(self, sigma: float = 1.0, learned: bool = False):
         super().__init__()
         self.name = "gaussian-learned" if learned else "gaussian"
-        self.sequential_mean = False
         log_sigma = torch.tensor(math.log(sigma))
         if learned:
             self.log_sigma = nn.Parameter(log_sigma)
