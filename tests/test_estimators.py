@@ -311,3 +311,22 @@ def test_weight_average_makes_the_fitted_model_the_average_of_the_weights(digits
     assert averaged.score(digits) == pytest.approx(plain.score(digits), rel=0.05)
     with pytest.raises(vaekit.VaekitError, match=r"weight-average must be in \[0, 1\), got 1"):
         vaekit.VAE(epochs=1, weight_average=1.0).fit(digits)
+
+
+def test_the_autoregressive_likelihood_and_its_window_are_parameters_of_the_estimators(digits):
+    """``autoregressive_window`` reaches the model of a VAE on images: each pixel's masked layer reads its own row
+    and the row above and learns there; on flat rows it is a clear error; M1+M2's M2 (codes) leaves it out."""
+    images = digits.reshape(-1, 8, 8)
+    vae = vaekit.VAE(latent_dim=4, hidden=(64,), epochs=6, likelihood="bernoulli-autoregressive",
+                     autoregressive_window=1, free_bits=0.5, random_state=0).fit(images)
+    assert vae.config_.model.autoregressive_window == 1
+    reads = vae.model_.likelihood.linear() != 0  # (64, 64)
+    assert reads[9, 8] and reads[9, 1] and not reads[17, 1]  # (1, 1) reads (1, 0) and (0, 1); (2, 1) not (0, 1)
+    assert vae.history_[-1]["train_loss"] < 0.8 * vae.history_[0]["train_loss"]
+    assert vae.sample(2, random_state=0).shape == (2, 8, 8)
+    with pytest.raises(vaekit.VaekitError, match="--autoregressive-window counts image rows"):
+        vaekit.VAE(epochs=1, likelihood="bernoulli-autoregressive", autoregressive_window=1).fit(digits)
+    labels = np.where(np.arange(len(digits)) < 100, load_digits().target, -1)
+    m1m2 = vaekit.SemiSupervisedVAE(m1_latent_dim=4, hidden=(32,), epochs=2, likelihood="bernoulli-autoregressive",
+                                    autoregressive_window=1, random_state=0).fit(images, labels)
+    assert m1m2.m1_.config_.model.autoregressive_window == 1 and m1m2.m2_.config_.model.autoregressive_window == 0
