@@ -362,7 +362,7 @@ _SHARED_DOC = """
     autoregressive_hidden, autoregressive_window : int
         "bernoulli-autoregressive" only: hidden units of the masked layer (MADE's masks; 0, the default: linear),
         and the image rows above each value that its linear part reads (0, the default: all the values before it;
-        images only). A window of 2 rows overfit static MNIST less than the whole past (bench/README.md).
+        images only). On static MNIST one row gave 83.29 nats against 83.81 for the whole past (bench/README.md).
     epochs, batch_size, lr, lr_schedule : int, int, float, {"constant", "cosine"}, or None
         The schedule. None on fewer than 10,000 rows: batch 64, lr 1e-2 with cosine decay, and epochs for
         3 steps per row (500 to 3,000 steps); on more, the CLI's recipe (batch 512, lr 1.5e-2, ~3,000 steps).
