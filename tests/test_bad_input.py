@@ -191,6 +191,15 @@ CASES = [
      "--autoregressive-hidden must be >= 0, got -1"),
     ("autoregressive-window-without-it", lambda t, s, r: _train("digits", "--autoregressive-window", "2"),
      "--autoregressive-window is the masked layer's reach under --likelihood bernoulli-autoregressive; the bernoulli"),
+    ("autoregressive-units-without-a-window", lambda t, s, r: _train("digits", "--likelihood",
+                                                                      "bernoulli-autoregressive",
+                                                                      "--autoregressive-units", "4"),
+     "--autoregressive-units read the values within --autoregressive-window rows through a convolution; give a "
+     "window of 1 or more"),
+    ("autoregressive-units-negative", lambda t, s, r: _train("digits", "--likelihood", "bernoulli-autoregressive",
+                                                             "--autoregressive-window", "1",
+                                                             "--autoregressive-units", "-2"),
+     "--autoregressive-units must be >= 0, got -2"),
     ("autoregressive-window-on-a-table", lambda t, s, r: _train(
         f"npy:{_npy(t, 'b.npy', np.eye(20, 6, dtype=np.float32))}", "--likelihood", "bernoulli-autoregressive",
         "--autoregressive-window", "1"),

@@ -330,3 +330,21 @@ def test_the_autoregressive_likelihood_and_its_window_are_parameters_of_the_esti
     m1m2 = vaekit.SemiSupervisedVAE(m1_latent_dim=4, hidden=(32,), epochs=2, likelihood="bernoulli-autoregressive",
                                     autoregressive_window=1, random_state=0).fit(images, labels)
     assert m1m2.m1_.config_.model.autoregressive_window == 1 and m1m2.m2_.config_.model.autoregressive_window == 0
+
+
+def test_the_autoregressive_units_learn_save_and_load_with_the_estimator(digits, tmp_path):
+    """``autoregressive_units`` reaches the likelihood of a VAE on images: the units learn (their output weights
+    leave 0), the model samples pictures one value at a time, and a saved model scores the same after loading;
+    without a window the setting is a clear error."""
+    images = digits.reshape(-1, 8, 8)
+    vae = vaekit.VAE(latent_dim=4, hidden=(64,), epochs=6, likelihood="bernoulli-autoregressive",
+                     autoregressive_window=1, autoregressive_units=3, free_bits=0.5, random_state=0).fit(images)
+    assert vae.config_.model.autoregressive_units == 3
+    assert vae.model_.likelihood.unit_out.abs().min() > 0
+    assert vae.history_[-1]["train_loss"] < 0.8 * vae.history_[0]["train_loss"]
+    assert vae.sample(2, random_state=0).shape == (2, 8, 8)
+    loaded = vaekit.load(vae.save(tmp_path / "units"))
+    np.testing.assert_allclose(loaded.score_samples(images[:20], n_importance_samples=50),
+                               vae.score_samples(images[:20], n_importance_samples=50), rtol=1e-5)
+    with pytest.raises(vaekit.VaekitError, match="--autoregressive-units read the values within"):
+        vaekit.VAE(epochs=1, likelihood="bernoulli-autoregressive", autoregressive_units=2).fit(images)

@@ -120,6 +120,68 @@ def test_a_windowed_autoregressive_likelihood_reads_only_the_rows_above_within_i
                                rtol=0)
 
 
+def _with_units(shape: tuple[int, ...], window: int, units: int):
+    """A windowed autoregressive likelihood with ``units`` nonlinear units a value, every weight random."""
+    likelihood = build_model(ModelConfig(input_shape=shape, hidden=(8,), latent_dim=2,
+                                         likelihood="bernoulli-autoregressive", autoregressive_window=window,
+                                         autoregressive_units=units)).likelihood
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for weight in likelihood.parameters():
+            weight.copy_(torch.randn(weight.shape, generator=g))
+    return likelihood
+
+
+def test_the_units_read_the_decoder_logit_and_a_masked_convolution_of_the_values_near_and_before():
+    """(2, 4, 5) images (2 planes), window 1: with the linear part off and every unit active, value (c, r, w)
+    depends on exactly the values within 1 row and 2 columns of it in the planes before c, and in plane c only those
+    above it or left of it in its row; the decoder's logit enters nonlinearly (the units' ReLU). A (2, 2, 3) image
+    is still a normalised distribution over all 2^12 binary images, and the pictures' mean-field pass computes the
+    same conditionals one value at a time. A new model's units start silent (the plain Bernoulli)."""
+    channels, height, width, window = 2, 4, 5, 1
+    likelihood = _with_units((channels, height, width), window, 3)
+    with torch.no_grad():
+        likelihood.weight.zero_()
+        likelihood.unit_context.zero_()
+        likelihood.unit_bias.fill_(50.0)  # every unit on, so each read shows in the logit
+    dim = channels * height * width
+    x, logit = torch.rand(1, dim, generator=torch.Generator().manual_seed(4)), torch.randn(1, dim)
+    base = likelihood.logits(logit, x)[0]
+    for i in range(dim):
+        c, r, w = i // (height * width), i // width % height, i % width
+        expected = set()
+        for j in range(dim):
+            c2, r2, w2 = j // (height * width), j // width % height, j % width
+            near = abs(r2 - r) <= window and abs(w2 - w) <= window + 1
+            if near and (c2 < c or (c2 == c and (r2 < r or (r2 == r and w2 < w)))):
+                expected.add(j)
+        moved = set()
+        for j in range(dim):
+            nudged = x.clone()
+            nudged[0, j] += 1
+            if abs(likelihood.logits(logit, nudged)[0, i] - base[i]) > 1e-5:
+                moved.add(j)
+        assert moved == expected, i
+    with torch.no_grad():  # the decoder's logit passes through the ReLUs: not a constant shift once a unit is off
+        likelihood.unit_bias.zero_()
+    shifted = likelihood.logits(logit + 3.0, x) - likelihood.logits(logit, x)
+    assert (shifted - 3.0).abs().max() > 1e-3
+
+    likelihood = _with_units((2, 2, 3), 1, 3)
+    every_x = torch.tensor([[(n >> i) & 1 for i in range(12)] for n in range(2 ** 12)], dtype=torch.float32)
+    logits = torch.randn(12, generator=torch.Generator().manual_seed(1)).expand(2 ** 12, 12)
+    torch.testing.assert_close(likelihood.log_prob(logits, every_x).logsumexp(0), torch.tensor(0.0), atol=1e-4,
+                               rtol=0)
+    logits = torch.randn(4, 12, generator=torch.Generator().manual_seed(5))
+    mean = likelihood.mean(logits)
+    torch.testing.assert_close(mean, torch.sigmoid(likelihood.logits(logits, mean)))
+    fresh = build_model(ModelConfig(input_shape=(1, 4, 3), hidden=(8,), latent_dim=2,
+                                    likelihood="bernoulli-autoregressive", autoregressive_window=1,
+                                    autoregressive_units=4)).likelihood
+    x = torch.rand(4, 12, generator=torch.Generator().manual_seed(6))
+    torch.testing.assert_close(fresh.log_prob(logits, x), Bernoulli().log_prob(logits, x))  # it starts at b = 0
+
+
 @pytest.mark.parametrize("hidden", [0, 5])
 def test_the_autoregressive_likelihood_starts_as_the_bernoulli_and_draws_pictures_one_value_at_a_time(hidden):
     fresh = build_model(ModelConfig(input_shape=(5,), hidden=(8,), latent_dim=2, likelihood="bernoulli-autoregressive",

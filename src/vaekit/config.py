@@ -105,6 +105,10 @@ class ModelConfig:
     autoregressive_window: int = setting(0, "bernoulli-autoregressive: image rows above each value that its masked "
                                             "linear layer reads (and the values left of it in its own row); 0 "
                                             "(default): every value before it")
+    autoregressive_units: int = setting(0, "bernoulli-autoregressive with a window: nonlinear units per value, "
+                                           "each reading the decoder's logit and a masked convolution of the "
+                                           "values within the window (weights shared across positions); 0 "
+                                           "(default): none")
     gaussian_sigma: float = setting(1.0, "fixed sigma of the gaussian likelihood (the start of gaussian-learned; "
                                          "default 1)")
     arch: Arch = setting("mlp", "mlp (default) or conv (images)")

@@ -214,7 +214,8 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         return dict(model=self._model_kind, hidden=tuple(hidden), latent_dim=int(latent), arch=self.arch,
                     conv_channels=tuple(self.conv_channels), likelihood=self.likelihood,
                     gaussian_sigma=self.gaussian_sigma, autoregressive_hidden=self.autoregressive_hidden,
-                    autoregressive_window=self.autoregressive_window, epochs=epochs, batch_size=batch,
+                    autoregressive_window=self.autoregressive_window,
+                    autoregressive_units=self.autoregressive_units, epochs=epochs, batch_size=batch,
                     optimizer=self.optimizer,
                     weight_decay=self.weight_decay, weight_average=self.weight_average, dropout=self.dropout,
                     lr=self.lr if self.lr is not None else (SMALL_DATA_LR if small else None),
@@ -360,10 +361,12 @@ _SHARED_DOC = """
         "bernoulli-autoregressive": each value also conditioned on the values before it (a masked linear layer
         under the decoder, trained with the model): vaekit's best likelihood on binarized MNIST (bench/README.md);
         pair it with ``kl_warmup`` or ``free_bits``, or the code may go unused.
-    autoregressive_hidden, autoregressive_window : int
+    autoregressive_hidden, autoregressive_window, autoregressive_units : int
         "bernoulli-autoregressive" only: hidden units of the masked layer (MADE's masks; 0, the default: linear),
-        and the image rows above each value that its linear part reads (0, the default: all the values before it;
-        images only). On static MNIST one row gave 83.29 nats against 83.81 for the whole past (bench/README.md).
+        the image rows above each value that its linear part reads (0, the default: all the values before it;
+        images only; on static MNIST one row gave 83.29 nats against 83.81 for the whole past, bench/README.md),
+        and, with a window, nonlinear units per value that read the decoder's logit and a masked convolution of
+        the values near it (0, the default: none).
     epochs, batch_size, lr, lr_schedule : int, int, float, {"constant", "cosine"}, or None
         The schedule. None on fewer than 10,000 rows: batch 64, lr 1e-2 with cosine decay, and epochs for
         3 steps per row (500 to 3,000 steps); on more, the CLI's recipe (batch 512, lr 1.5e-2, ~3,000 steps).
@@ -438,7 +441,7 @@ class VAE(_LatentEstimator):
 
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
-                 autoregressive_hidden: int = 0, autoregressive_window: int = 0,
+                 autoregressive_hidden: int = 0, autoregressive_window: int = 0, autoregressive_units: int = 0,
                  beta: float = 1.0, kl_warmup: float = 0.0, free_bits: float = 0.0, iw_samples: int = 1,
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
@@ -500,7 +503,7 @@ class Autoencoder(_LatentEstimator):
 
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
-                 autoregressive_hidden: int = 0, autoregressive_window: int = 0,
+                 autoregressive_hidden: int = 0, autoregressive_window: int = 0, autoregressive_units: int = 0,
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
                  weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
                  lr: float | None = None, lr_schedule: str | None = None,
@@ -707,9 +710,9 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
 
     Parameters
     ----------
-    latent_dim, hidden, arch, conv_channels, likelihood, autoregressive_hidden, autoregressive_window, epochs,
-    batch_size, optimizer, weight_decay, weight_average, dropout, lr, lr_schedule, standardize, n_threads, device,
-    precision, random_state, verbose
+    latent_dim, hidden, arch, conv_channels, likelihood, autoregressive_hidden, autoregressive_window,
+    autoregressive_units, epochs, batch_size, optimizer, weight_decay, weight_average, dropout, lr, lr_schedule,
+    standardize, n_threads, device, precision, random_state, verbose
         As for ``vaekit.VAE``.
     classifier_arch : {"mlp", "conv"} or None
         The network of the classifier q(y|x); None: ``arch``. A conv classifier beside an MLP VAE (images only)
@@ -752,7 +755,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), classifier_arch: str | None = None,
                  likelihood: str = "auto", gaussian_sigma: float = 1.0, autoregressive_hidden: int = 0,
-                 autoregressive_window: int = 0, alpha: float | None = None, consistency: float = 0.0,
+                 autoregressive_window: int = 0, autoregressive_units: int = 0, alpha: float | None = None,
+                 consistency: float = 0.0,
                  consistency_threshold: float = 0.95,
                  m1_latent_dim: int | None = None, m1_draws: int = 10, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
@@ -819,7 +823,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         # M1 and M2 40 epochs each) sigma fixed at 1 gave 12.83 % test error, learned 5.55 %
         params = {**self.get_params(), "m1_latent_dim": None, "arch": "mlp", "classifier_arch": None,
                   "likelihood": "gaussian-learned", "autoregressive_hidden": 0, "autoregressive_window": 0,
-                  "epochs": epochs, "standardize": False}
+                  "autoregressive_units": 0, "epochs": epochs, "standardize": False}
         m2 = SemiSupervisedVAE(**params)._fit_labelled(codes, np.tile(y, self.m1_draws),
                                                        np.tile(np.arange(len(mean)), self.m1_draws))
         self._set_parts(m1, m2, dims)

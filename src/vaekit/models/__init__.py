@@ -40,6 +40,11 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.autoregressive_window and len(cfg.input_shape) < 2:
         raise VaekitError(f"--autoregressive-window counts image rows; the data are vectors of "
                           f"{cfg.input_shape[0] if cfg.input_shape else 0} values, not images")
+    if cfg.autoregressive_units < 0:
+        raise VaekitError(f"--autoregressive-units must be >= 0, got {cfg.autoregressive_units}")
+    if cfg.autoregressive_units and not cfg.autoregressive_window:
+        raise VaekitError("--autoregressive-units read the values within --autoregressive-window rows through a "
+                          "convolution; give a window of 1 or more")
     if cfg.prior != "normal" and not MODELS[cfg.model].learned_prior:
         raise VaekitError(f"--prior {cfg.prior} needs a model with a prior: --model "
                           f"{' or '.join(n for n, m in MODELS.items() if m.learned_prior)} (an autoencoder has none)")
