@@ -186,7 +186,8 @@ class AutoregressiveBernoulli(Bernoulli):
         hidden units' inputs grow by one value a step, so the whole pass costs about one ``context``."""
         flat = params.reshape(-1, params.shape[-1]).float()  # (N, D)
         linear = self.linear().float()
-        probs = torch.zeros_like(flat)
+        # (N, D + 1): the probabilities so far, then a 0 that the units' taps outside the image read
+        probs = torch.zeros(flat.shape[0], flat.shape[-1] + 1, device=flat.device)
         if self.hidden:
             u = (self.hidden_in.weight * self.in_mask).float()  # (H, D)
             v = (self.hidden_out * self.out_mask).float()  # (D, H)
@@ -194,7 +195,6 @@ class AutoregressiveBernoulli(Bernoulli):
         if self.units:
             plane = self.image_shape[1] * self.image_shape[2]
             kernel = (self.unit_kernel * self.unit_mask).float()  # (C, M, T)
-            padded = torch.zeros(flat.shape[0], flat.shape[-1] + 1, device=flat.device)  # (N, D + 1): probs, then 0
         for i in range(flat.shape[-1]):
             context = probs[:, :i] @ linear[i, :i]
             logit = flat[:, i] + context
@@ -203,15 +203,13 @@ class AutoregressiveBernoulli(Bernoulli):
             if self.units:
                 c, s = divmod(i, plane)
                 units = F.relu(self.unit_logit[c].float() * flat[:, i, None] + self.unit_context[c].float()
-                               * context[:, None] + padded[:, self.unit_reads[:, s]] @ kernel[c].t()
+                               * context[:, None] + probs[:, self.unit_reads[:, s]] @ kernel[c].t()
                                + self.unit_bias[c].float())  # (N, M)
                 logit = logit + units @ self.unit_out[c].float()
             probs[:, i] = torch.sigmoid(logit)
-            if self.units:
-                padded[:, i] = probs[:, i]
             if self.hidden:
                 pre += probs[:, i, None] * u[:, i]
-        return probs.view(params.shape)
+        return probs[:, :-1].reshape(params.shape)
 
 
 class Gaussian(nn.Module):
