@@ -157,6 +157,9 @@ CASES = [
      "batch size 5000 is larger than the training split"),
     ("epochs-0", lambda t, s, r: _train("digits", "--epochs", "0"), "epochs must be at least 1"),
     ("val-fraction-1", lambda t, s, r: _train("digits", "--val-fraction", "1.0"), "val_fraction must be in [0, 1)"),
+    ("validation-train-streamed", lambda t, s, r: _train(
+        f"npy:{_npy(t, 'v.npy', np.random.default_rng(0).random((40, 6), dtype=np.float32))}", "--stream", "on",
+        "--validation", "train"), "--validation train joins data held in memory"),
     ("unknown-spec", lambda t, s, r: _train("kmnist"), "unknown data spec 'kmnist'"),
     ("spec-without-path", lambda t, s, r: _train("csv:"), "give a path after 'csv:'"),
     ("download-unreachable", lambda t, s, r: _train("fashion-mnist"), "download failed from every mirror"),

@@ -44,6 +44,18 @@ def test_binarized_mnist_has_official_splits_of_zeros_and_ones(shared_data):
     assert set(np.unique(splits.test.as_float())) == {0.0, 1.0}
 
 
+def test_validation_train_appends_the_validation_split_to_training(shared_data):
+    held = load_splits(DataConfig(dataset="binarized-mnist", data_dir=str(shared_data)))
+    joined = load_splits(DataConfig(dataset="binarized-mnist", data_dir=str(shared_data), validation="train"))
+    assert (len(joined.train), len(joined.val), len(joined.test)) == (60000, 0, 10000)
+    assert np.array_equal(joined.train.x[:50000], held.train.x) and np.array_equal(joined.train.x[50000:], held.val.x)
+    assert np.array_equal(joined.test.x, held.test.x) and joined.val.item_shape == (1, 28, 28)
+    # a held-out share (digits has no official validation split) joins the same way, labels with it
+    held, joined = load_splits(DataConfig()), load_splits(DataConfig(validation="train"))
+    assert len(joined.train) == len(held.train) + len(held.val) and len(joined.val) == 0
+    assert np.array_equal(joined.train.y, np.concatenate([held.train.y, held.val.y]))
+
+
 def test_digits_is_the_offline_default():
     splits = load_splits(DataConfig())
     assert splits.train.item_shape == (1, 8, 8)

@@ -146,6 +146,15 @@ def test_model_file_keeps_the_epoch_with_the_best_validation_loss(tmp_path):
     assert result.test["loss"] == pytest.approx(vaekit.evaluate(tmp_path / "r")["loss"], rel=1e-6)
 
 
+def test_training_on_the_validation_split_keeps_the_last_epoch(tmp_path):
+    result = vaekit.train(dataset="digits", epochs=3, validation="train", run_dir=tmp_path / "r", device="cpu",
+                          progress=False)
+    assert [m["best"] for m in result.metrics] == [True] * 3 and "val_loss" not in result.metrics[-1]
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["best_epoch"] == 3
+    assert result.test["loss"] == pytest.approx(vaekit.evaluate(tmp_path / "r")["loss"], rel=1e-6)
+    assert vaekit.api.read_config(tmp_path / "r").data.validation == "train"
+
+
 def test_patience_stops_after_epochs_without_a_better_validation_loss(tmp_path, capsys):
     from vaekit.cli import main
     assert main(["train", "--dataset", "digits", "--epochs", "28", "--lr", "3e-2", "--lr-schedule", "constant",

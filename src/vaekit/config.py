@@ -23,6 +23,7 @@ LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
 LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
 PriorKind = Literal["normal", "mog", "vamp"]  # --prior: models/priors.py
+Validation = Literal["hold-out", "train"]  # --validation: what the validation split is for
 Stream = Literal["auto", "on", "off"]  # --stream: read npy/parquet files a batch at a time instead of loading them
 
 
@@ -64,6 +65,10 @@ class DataConfig:
     binarize: Binarize = setting("none", "dynamic: a fresh Bernoulli draw of every pixel each batch (default none)")
     val_fraction: float = setting(0.1, "share of the training split held out for validation, for sources "
                                        "without an official one (default 0.1)")
+    validation: Validation = setting("hold-out", "hold-out (default): the validation split picks the epoch whose "
+                                                 "model is kept (and stops early under --patience); train: it "
+                                                 "joins the training items and the last epoch's model is kept, "
+                                                 "for a final fit once the settings are chosen")
     image_size: tuple[int, int] | None = setting(None, "folder data: resize images to N or HxW (default: the "
                                                        "first image's size)", parse="size")
     channels: int | None = setting(None, "folder data: 1 (grayscale) or 3 (RGB); default RGB if any image is "

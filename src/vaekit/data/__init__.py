@@ -149,11 +149,25 @@ def load_splits(cfg: DataConfig) -> Splits:
     the training split's mean and std.
     """
     splits = _load_splits(cfg)
+    if cfg.validation == "train":
+        splits = merge_validation(splits)
     if cfg.normal_class is not None:
         splits = keep_class(splits, cfg.normal_class)
     if cfg.labels is not None:
         splits = replace(splits, train=keep_labels(splits.train, cfg.labels, cfg.labels_seed))
     return splits
+
+
+def merge_validation(splits: Splits) -> Splits:
+    """``splits`` with the validation items appended to the training ones and no validation split left (training
+    then keeps the last epoch's model: ``training._end_epoch``)."""
+    train, val = splits.train, splits.val
+    if isinstance(train.x, FileArray) or isinstance(val.x, FileArray):
+        raise DataError(f"{train.name}: --validation train joins data held in memory; this source is streamed "
+                        "(pass --stream off to load it)")
+    y = None if train.y is None or val.y is None else np.concatenate([train.y, val.y])
+    merged = replace(train, x=np.concatenate([train.x, val.x]), y=y, name=f"{train.name} + {val.name}")
+    return replace(splits, train=merged, val=val.subset(np.arange(0)))
 
 
 def keep_labels(train: ArrayData, n: int, seed: int = 0) -> ArrayData:
