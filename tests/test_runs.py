@@ -153,6 +153,8 @@ def test_training_on_the_validation_split_keeps_the_last_epoch(tmp_path):
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["best_epoch"] == 3
     assert result.test["loss"] == pytest.approx(vaekit.evaluate(tmp_path / "r")["loss"], rel=1e-6)
     assert vaekit.api.read_config(tmp_path / "r").data.validation == "train"
+    report = (tmp_path / "r" / "report.html").read_text()
+    assert "epoch of the saved model (the last: no validation split)" in report and "best validation" not in report
 
 
 def test_patience_stops_after_epochs_without_a_better_validation_loss(tmp_path, capsys):

@@ -357,7 +357,10 @@ def write_report(run_dir: str | Path) -> Path:
                      "training items, scored on test)"))
     if "manifold_scan" in pictures:
         rows.append(("manifold scans", pictures["manifold_scan"]))
-    for key, label in (("epochs", "epochs"), ("best_epoch", "epoch of the saved model (best validation loss)"),
+    # without a validation split (--validation train, --val-fraction 0) every epoch counts as the best: the last is kept
+    held_out = any("val_loss" in m for m in metrics)
+    chosen_by = "best validation loss" if held_out else "the last: no validation split"
+    for key, label in (("epochs", "epochs"), ("best_epoch", f"epoch of the saved model ({chosen_by})"),
                        ("wall_seconds", "training wall time (s)"),
                        ("mean_epoch_seconds", "mean epoch time (s)"), ("device", "device"), ("torch", "torch")):
         if summary.get(key) is not None:
@@ -369,6 +372,8 @@ def write_report(run_dir: str | Path) -> Path:
                                 + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")))
     table = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
     captions = dict(CAPTIONS)
+    if not held_out:
+        captions["curves.png"] = "Train loss, reconstruction and KL per epoch (no validation split)."
     if MODELS[cfg["model"]["model"]].uses_labels:  # a model of labels decodes z with a class; here none is given
         for name in ("samples.png", "manifold.png", "interpolation.png"):
             captions[name] += (" This model decodes z with a class: with none given, with the uniform mixture of "
@@ -394,7 +399,7 @@ pre{{background:#f6f6f6;padding:1em}}</style></head>
 <h2>Summary</h2><table>{table}</table>
 <h2>Pictures</h2>{f'<div class="pictures">{figures}</div>' if figures else
                   "<p>No pictures (run with plots enabled, or <code>vaekit report RUN</code>).</p>"}
-<h2>Per epoch</h2>{"<p>&#9733; marks the saved model's epoch (best validation loss).</p>" if best else ""}
+<h2>Per epoch</h2>{f"<p>&#9733; marks the saved model's epoch ({chosen_by}).</p>" if best else ""}
 <table><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr>{_epoch_rows(metrics, head, best)}</table>
 <h2>Config</h2><pre>{esc(json.dumps(cfg, indent=2, sort_keys=True))}</pre>
 </body></html>
