@@ -153,6 +153,11 @@ def test_training_on_the_validation_split_keeps_the_last_epoch(tmp_path):
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["best_epoch"] == 3
     assert result.test["loss"] == pytest.approx(vaekit.evaluate(tmp_path / "r")["loss"], rel=1e-6)
     assert vaekit.api.read_config(tmp_path / "r").data.validation == "train"
+    # the model file holds the last epoch's weights, those the checkpoint goes on from
+    from safetensors.torch import load_file
+    kept, last = load_file(tmp_path / "r" / runs.MODEL_FILE), load_file(tmp_path / "r" / runs.CHECKPOINT_FILE)
+    weights = [k for k in kept if k.startswith("model.")]
+    assert weights and all(torch.equal(kept[k], last[k]) for k in weights)
     report = (tmp_path / "r" / "report.html").read_text()
     assert "epoch of the saved model (the last: no validation split)" in report and "best validation" not in report
 
