@@ -143,7 +143,8 @@ MODELS = {
     # model is kept). Static data overfit (train 82.26 against validation 87.18 at -w1's end), and dynamic data, where
     # every batch is a fresh draw, reach 82.54 with the plain likelihood: more items are the direct remedy. Each epoch
     # holds 20 % more items. Tomczak & Welling train on the 50,000 alone. Measured (2026-12-03 (m), one thread beside
-    # -sp005): 82.96, 614 epochs, -ELBO 86.00, against -w1's 83.29 and 83.32: vaekit's best static figure
+    # -sp005): 82.96, 614 epochs, -ELBO 86.00, against -w1's 83.29 and 83.32. Alone on 2 threads (2026-12-03 (n)):
+    # 82.71, 962 epochs, -ELBO 85.76, vaekit's best static figure
     "hvae-vamp-paper-b500-cosine-wd015-ar-w1-trainval": {**B500_COSINE, "patience": 0, "weight_decay": 0.15,
                                                          "likelihood": "bernoulli-autoregressive",
                                                          "autoregressive_window": 1, "validation": "train"},
