@@ -274,7 +274,8 @@ def main() -> None:
         print(f"{name:5s} {r['epochs']:4d} epochs in {trained / 60:.1f} min (best {r['best_epoch']}): test NLL "
               f"{r['nll']:.2f} +- "
               f"{r['nll_stderr']:.2f} nats (k={args.k}, {r['n']} items, {r['eval_seconds']:.0f} s), "
-              f"-ELBO {r['loss']:.2f}", flush=True)
+              f"-ELBO {r['loss']:.2f}"
+              + (f" (corrupted inputs; clean {r['clean_loss']:.2f})" if "clean_loss" in r else ""), flush=True)
     published = PUBLISHED if args.binarize == "none" else PUBLISHED_DYNAMIC
     print("published on the same data:")
     for label, value in published.items():

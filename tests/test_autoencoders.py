@@ -21,7 +21,7 @@ def denoiser(tmp_path_factory):
     return run
 
 
-def test_a_denoisers_test_figures_are_for_corrupted_inputs_like_its_validation(denoiser):
+def test_a_denoisers_test_figures_are_for_corrupted_inputs_like_its_validation(denoiser, digits_run, capsys):
     from vaekit import runs
     from vaekit.data import load_splits
     from vaekit.tensors import as_tensor
@@ -32,6 +32,12 @@ def test_a_denoisers_test_figures_are_for_corrupted_inputs_like_its_validation(d
     model, cfg, _ = runs.load_model(denoiser)
     clean = evaluate_terms(model, as_tensor(load_splits(cfg.data).test, torch.device("cpu")))
     assert clean["loss"] < corrupted["loss"] - 0.5  # clean inputs are easier: the figures were of those before
+    # evaluate reports the clean inputs' terms beside them (the bound the NLL of the clean items tightens)
+    assert {k: corrupted[f"clean_{k}"] for k in clean} == pytest.approx(clean, rel=1e-6)
+    assert "clean_loss" not in vaekit.evaluate(digits_run)  # a run without noise has one set of terms
+    assert main(["evaluate", str(denoiser)]) == 0
+    printed = capsys.readouterr().out
+    assert "(inputs corrupted as in training)" in printed and f"clean inputs: loss {clean['loss']:.3f}" in printed
     last_val = runs.read_metrics(denoiser)[-1]["val_loss"]
     assert corrupted["loss"] == pytest.approx(last_val, rel=0.25)  # same task as the validation curve
 

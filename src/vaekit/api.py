@@ -183,7 +183,9 @@ def evaluate(run: Run, data: str | None = None, *, seed: int = 0, batch_size: in
     and halved its time (bench/README.md). The ELBO terms are always computed in fp32.
     With ``binarize="dynamic"`` runs, the test items are binarized once with the seed, as in Burda et al.
     A denoiser's (a run trained with ``noise``) ELBO terms are for the items corrupted with that noise
-    (seeded) against the clean items, as in its training and validation; the NLL is of the clean items.
+    (seeded) against the clean items, as in its training and validation; ``clean_loss``, ``clean_recon`` and
+    ``clean_kl`` are the same terms with the encoder reading the clean items, the bound on -log p(x) that the NLL
+    (of the clean items) tightens.
     """
     _, model, cfg, standardizer = _open(run, data_dir, device)
     items = _items(cfg, standardizer, data)
@@ -193,6 +195,9 @@ def evaluate(run: Run, data: str | None = None, *, seed: int = 0, batch_size: in
         x = torch.bernoulli(model_input(x), generator=gen)
     terms = evaluate_terms(model, x, batch_size, seed=seed, noise=cfg.data.noise)
     result = {**terms, "n": len(items)}
+    if cfg.data.noise:
+        clean = evaluate_terms(model, x, batch_size, seed=seed)
+        result.update({f"clean_{name}": value for name, value in clean.items()})
     if nll:
         result.update(_nll(model, x, k, seed, precision, progress))
     return result

@@ -257,7 +257,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     print(f"{result['n']} items: loss (negative ELBO) {result['loss']:.3f} nats = recon {result['recon']:.3f} "
-          f"+ kl {result['kl']:.3f}")
+          f"+ kl {result['kl']:.3f}" + (" (inputs corrupted as in training)" if "clean_loss" in result else ""))
+    if "clean_loss" in result:
+        print(f"clean inputs: loss {result['clean_loss']:.3f} nats = recon {result['clean_recon']:.3f} "
+              f"+ kl {result['clean_kl']:.3f}")
     if args.nll:
         print(f"-log p(x) ~= {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats "
               f"({result['bits_per_dim']:.4f} bits/dim), importance sampling with k = {result['k']} "
