@@ -155,7 +155,8 @@ MODELS = {
     # -w1 with the encoder reading corrupted images (--noise salt-pepper:0.05: each value set to 0 or 1 with
     # probability 0.05) and the likelihood the clean ones: the denoising VAE (Im et al. 2017), which amortized
     # inference regularization (Shu et al. 2018) found to curb the decoder's overfitting through a smoother encoder.
-    # The test NLL's proposal reads the clean images (vaekit.evaluate); its -ELBO is for corrupted ones. Measured
+    # The test NLL's proposal reads the clean images (vaekit.evaluate); its -ELBO is for corrupted ones (clean_loss
+    # the clean ones', recorded since 2026-12-03 (n)). Measured
     # (2026-12-03 (m), one thread beside -trainval): 83.44, 603 epochs (best 585), clean test -ELBO 86.47: no gain
     "hvae-vamp-paper-b500-cosine-wd015-ar-w1-sp005": {**B500_COSINE, "patience": 0, "weight_decay": 0.15,
                                                       "likelihood": "bernoulli-autoregressive",

@@ -256,11 +256,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{result['n']} items: loss (negative ELBO) {result['loss']:.3f} nats = recon {result['recon']:.3f} "
-          f"+ kl {result['kl']:.3f}" + (" (inputs corrupted as in training)" if "clean_loss" in result else ""))
-    if "clean_loss" in result:
-        print(f"clean inputs: loss {result['clean_loss']:.3f} nats = recon {result['clean_recon']:.3f} "
-              f"+ kl {result['clean_kl']:.3f}")
+    def terms(prefix: str = "") -> str:
+        return (f"{result[prefix + 'loss']:.3f} nats = recon {result[prefix + 'recon']:.3f} "
+                f"+ kl {result[prefix + 'kl']:.3f}")
+    denoiser = "clean_loss" in result  # its first terms are for corrupted inputs, as in its validation
+    print(f"{result['n']} items: loss (negative ELBO) {terms()}" + (" (inputs corrupted as in training)" if denoiser
+                                                                    else ""))
+    if denoiser:
+        print(f"clean inputs: loss {terms('clean_')}")
     if args.nll:
         print(f"-log p(x) ~= {result['nll']:.3f} +- {result['nll_stderr']:.3f} nats "
               f"({result['bits_per_dim']:.4f} bits/dim), importance sampling with k = {result['k']} "
