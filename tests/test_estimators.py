@@ -324,6 +324,9 @@ def test_the_autoregressive_likelihood_and_its_window_are_parameters_of_the_esti
     assert reads[9, 8] and reads[9, 1] and not reads[17, 1]  # (1, 1) reads (1, 0) and (0, 1); (2, 1) not (0, 1)
     assert vae.history_[-1]["train_loss"] < 0.8 * vae.history_[0]["train_loss"]
     assert vae.sample(2, random_state=0).shape == (2, 8, 8)
+    drawn = vae.sample(3, random_state=0, draw=True)  # pixel by pixel: binary images, reproducible
+    assert drawn.shape == (3, 8, 8) and set(np.unique(drawn)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(drawn, vae.sample(3, random_state=0, draw=True))
     with pytest.raises(vaekit.VaekitError, match="--autoregressive-window counts image rows"):
         vaekit.VAE(epochs=1, likelihood="bernoulli-autoregressive", autoregressive_window=1).fit(digits)
     labels = np.where(np.arange(len(digits)) < 100, load_digits().target, -1)

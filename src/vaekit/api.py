@@ -238,15 +238,16 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
 
 
 @torch.no_grad()
-def sample(run: Run, n: int = 64, *, seed: int = 0) -> np.ndarray:
+def sample(run: Run, n: int = 64, *, seed: int = 0, draw: bool = False) -> np.ndarray:
     """``n`` new items decoded from the model's prior (a VAE's own: N(0, I), a mixture or the VampPrior, through
     every stochastic layer; an AE's Gaussian fitted to its training codes, saved with it): (n, *item_shape), the
-    likelihood's mean. Reproducible for a given ``seed``."""
+    likelihood's mean, or with ``draw`` values drawn from it (Bernoulli: 0 or 1; autoregressive: pixel by pixel,
+    the model's exact samples). Reproducible for a given ``seed``."""
     if n < 1:
         raise VaekitError(f"number of samples must be at least 1, got {n}")
     model, _ = load_model(run)
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    return torch.cat([model.sample(min(4096, n - i), gen) for i in range(0, n, 4096)]).float().cpu().numpy()
+    return torch.cat([model.sample(min(4096, n - i), gen, draw) for i in range(0, n, 4096)]).float().cpu().numpy()
 
 
 @torch.no_grad()

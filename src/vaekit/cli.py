@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                      out="PNG grid (.png), arrays (.npz), or a folder of PNGs (DIR/)", data=False)
     s.add_argument("-n", type=int, default=64, help="number of items to decode (default 64)")
     s.add_argument("--seed", type=int, default=0, help="seed of the prior draws (default 0)")
+    s.add_argument("--draw", action="store_true",
+                   help="draw values from p(x | z) instead of showing its mean (for an autoregressive likelihood "
+                        "the exact samples, pixel by pixel)")
     r = _run_command(sub, "reconstruct", "test originals above their reconstructions", cmd_reconstruct,
                      inp="data spec to reconstruct instead of the run's test split",
                      out="PNG grid (.png) or arrays (.npz)")
@@ -348,7 +351,7 @@ def _remove_png_folder(folder: Path) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
-    x = api.sample(args.run, args.n, seed=args.seed)
+    x = api.sample(args.run, args.n, seed=args.seed, draw=args.draw)
     _write_items(out, {"x": x}, x, int(np.ceil(np.sqrt(len(x)))))
     print(f"wrote {len(x)} samples to {out}")
     return 0

@@ -300,14 +300,15 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         x = self._model_input(X)
         return self._output(self._in_batches(self.model_.reconstruct, x))
 
-    def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
+    def sample(self, n_samples: int = 1, random_state: Any = None, draw: bool = False) -> np.ndarray:
         """``n_samples`` new items decoded from codes drawn from the model's prior (an autoencoder's: a Gaussian
-        fitted to its training codes), in the input's units and layout."""
+        fitted to its training codes), in the input's units and layout: the likelihood's mean, or with ``draw``
+        values drawn from it (an autoregressive likelihood's exact samples)."""
         check_is_fitted(self, "model_")
         seed = int(check_random_state(random_state).randint(2**31 - 1))
         gen = torch.Generator(device=self._device()).manual_seed(seed)
         with torch.no_grad():
-            return self._output(torch.cat([self.model_.sample(min(PREDICT_BATCH, n_samples - i), gen)
+            return self._output(torch.cat([self.model_.sample(min(PREDICT_BATCH, n_samples - i), gen, draw)
                                            for i in range(0, int(n_samples), PREDICT_BATCH)]))
 
     # --- likelihoods ------------------------------------------------------------------------------------

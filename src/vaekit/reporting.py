@@ -28,6 +28,9 @@ CAPTIONS = {
     "samples.png": "New items decoded from the prior z ~ N(0, I) (for a plain AE: a Gaussian fitted to its codes).",
     "samples_by_class.png": "One row per class: items decoded from the same 10 draws of z (one per column) with "
                             "the row's class, p(x | y, z): the class sets the digit, z its style.",
+    "samples_drawn.png": "Items drawn from the autoregressive likelihood at samples.png's 64 codes, each pixel "
+                         "drawn given the ones drawn before it (raster order): the model's exact samples, where "
+                         "samples.png shows each pixel's probability given the probabilities before it.",
     "reconstructions.png": "Test originals (top) above their reconstructions from the posterior mean (bottom).",
     "latent.png": "Posterior means of the test split.",
     "manifold.png": "Decoded images on a grid of the latent plane at Gaussian quantiles.",
@@ -199,11 +202,16 @@ def _shown_test_items(run: LoadedRun, n: int = 8) -> torch.Tensor:
 
 
 def plot_grids(run: LoadedRun) -> None:
-    """``samples.png`` (8x8 from the prior) and ``reconstructions.png`` (8 test originals above reconstructions)."""
+    """``samples.png`` (8x8 from the prior; for an autoregressive likelihood also ``samples_drawn.png``, values
+    drawn) and ``reconstructions.png`` (8 test originals above reconstructions)."""
     gen = torch.Generator(device=run.device).manual_seed(0)
     with torch.no_grad():
         # from the model's prior (an AE's fitted Gaussian), through every stochastic layer
         plots.save_grid(run.run_dir / "samples.png", run.model.sample(64, gen).float().cpu().numpy(), 8)
+        if run.model.likelihood.sequential_mean:  # an autoregressive likelihood: its mean is only approximated
+            same_codes = torch.Generator(device=run.device).manual_seed(0)  # samples.png's codes, then the pixels
+            plots.save_grid(run.run_dir / "samples_drawn.png",
+                            run.model.sample(64, same_codes, draw=True).float().cpu().numpy(), 8)
         if run.model.uses_labels:  # a conditional model: the same z decoded with every class
             k = run.cfg.model.n_classes
             z = run.model.sample_prior(10, gen).repeat(k, 1)  # (K * 10, L), row-major: class, then draw
@@ -287,7 +295,8 @@ def _update_summary(run_dir: Path, extra: dict) -> None:
     runs.write_json(path, {**summary, **extra})
 
 
-PIXEL_GRIDS = {"samples.png", "reconstructions.png", "manifold.png", "interpolation.png", "denoising.png"}
+PIXEL_GRIDS = {"samples.png", "samples_drawn.png", "reconstructions.png", "manifold.png", "interpolation.png",
+               "denoising.png"}
 HALF_WIDTH, FULL_WIDTH = 560, 1120  # px: a picture in one of two grid columns, or across the page
 
 

@@ -27,8 +27,8 @@ MODEL_FILE, CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE = (
     "model.safetensors", "checkpoint.safetensors", "config.json", "metrics.jsonl")
 SUMMARY_FILE, REPORT_FILE = "summary.json", "report.html"
 # The pictures a run folder may hold (reporting.py draws and captions them): the layout lives with the folder.
-PICTURE_FILES = ("samples.png", "samples_by_class.png", "reconstructions.png", "latent.png", "manifold.png",
-                 "interpolation.png", "denoising.png", "confusion.png", "curves.png", "recon_error.png")
+PICTURE_FILES = ("samples.png", "samples_drawn.png", "samples_by_class.png", "reconstructions.png", "latent.png",
+                 "manifold.png", "interpolation.png", "denoising.png", "confusion.png", "curves.png", "recon_error.png")
 FORMAT = "vaekit-model/1"
 _UMASK = os.umask(0)
 os.umask(_UMASK)

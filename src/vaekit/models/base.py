@@ -55,7 +55,7 @@ class LatentModel(nn.Module):
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         """(B, L) -> expected x, shaped like the data (B, *input_shape)."""
-        return self.likelihood.mean(self.decode(z).float()).view(-1, *self.input_shape)
+        return self.observe(self.decode(z))
 
     def recon_nll(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """-log p(target | z) summed over dimensions, in fp32: z (B, L) or (K, B, L), target (B, ...) -> (B,)
@@ -98,9 +98,18 @@ class LatentModel(nn.Module):
         device = next(self.parameters()).device
         return torch.randn(n, self.cfg.latent_dim, generator=generator, device=device)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n new items, the likelihood's mean at codes drawn from the prior: (n, *input_shape)."""
-        return self.decode_mean(self.sample_prior(n, generator))
+    def sample(self, n: int, generator: torch.Generator | None = None, draw: bool = False) -> torch.Tensor:
+        """n new items at codes drawn from the prior: the likelihood's mean, or with ``draw`` values drawn from
+        it: (n, *input_shape)."""
+        return self.observe(self.decode(self.sample_prior(n, generator)), generator, draw)
+
+    def observe(self, params: torch.Tensor, generator: torch.Generator | None = None,
+                draw: bool = False) -> torch.Tensor:
+        """Likelihood parameters (B, D) -> items (B, *input_shape): the mean, or with ``draw`` values drawn
+        from p(x | z) (for an autoregressive likelihood the only exact picture of it)."""
+        params = params.float()
+        values = self.likelihood.draw(params, generator) if draw else self.likelihood.mean(params)
+        return values.view(-1, *self.input_shape)
 
     def code_spread(self, codes: torch.Tensor) -> torch.Tensor:
         """How far to scan each latent dim in pictures, (L,): the spread of the items' codes (N, L) here; a VAE

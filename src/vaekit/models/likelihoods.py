@@ -31,6 +31,10 @@ class Bernoulli(nn.Module):
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(params)
 
+    def draw(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Values drawn from p(x | z), each 0 or 1: logits (..., D) -> (..., D) fp32."""
+        return torch.bernoulli(torch.sigmoid(params.float()), generator=generator)
+
 
 class AutoregressiveBernoulli(Bernoulli):
     """Bernoulli values, each conditioned on the code and on the values before it: p(x | z) = prod_i p(x_i | z,
@@ -53,7 +57,7 @@ class AutoregressiveBernoulli(Bernoulli):
     masks, Germain et al. 2015, in raster order). The autoregressive decoders of PixelVAE (Gulrajani et al. 2017) and
     of Tomczak & Welling's (2018) PixelHVAE do this with masked convolutions; masked dense layers cost a few matmuls
     a batch whatever the number of samples of z, so training and the importance-sampled NLL stay parallel. Only
-    drawing pictures is sequential (``mean``).
+    drawing pictures is sequential (``mean``, ``draw``).
     """
 
     name = "bernoulli-autoregressive"
@@ -186,10 +190,23 @@ class AutoregressiveBernoulli(Bernoulli):
         """Pictures: each value's probability given the probabilities before it (the mean-field approximation of
         E[x | z], one value at a time in raster order; the exact mean needs sampling): (..., D) -> (..., D). The
         hidden units' inputs grow by one value a step, so the whole pass costs about one ``context``."""
+        return self._in_raster_order(params)
+
+    @torch.no_grad()
+    def draw(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Values drawn from p(x | z) by ancestral sampling: x_0 from its logit, then each x_i given the values
+        drawn before it, in raster order; exact, where ``mean`` is an approximation: (..., D) -> (..., D) of 0 and 1.
+        """
+        return self._in_raster_order(params, draw=True, generator=generator)
+
+    def _in_raster_order(self, params: torch.Tensor, draw: bool = False,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+        """One value at a time, each conditioned on the ones before it: their probabilities (``mean``) or, with
+        ``draw``, values drawn from them (``draw``): logits l(z) (..., D) -> (..., D) fp32."""
         flat = params.reshape(-1, params.shape[-1]).float()  # (N, D)
         linear = self.linear().float()
-        # (N, D + 1): the probabilities so far, then a 0 that the units' taps outside the image read
-        probs = torch.zeros(flat.shape[0], flat.shape[-1] + 1, device=flat.device)
+        # (N, D + 1): the values so far, then a 0 that the units' taps outside the image read
+        values = torch.zeros(flat.shape[0], flat.shape[-1] + 1, device=flat.device)
         if self.hidden:
             u = (self.hidden_in.weight * self.in_mask).float()  # (H, D)
             v = (self.hidden_out * self.out_mask).float()  # (D, H)
@@ -198,20 +215,21 @@ class AutoregressiveBernoulli(Bernoulli):
             plane = self.image_shape[1] * self.image_shape[2]
             kernel = (self.unit_kernel * self.unit_mask).float()  # (C, M, T)
         for i in range(flat.shape[-1]):
-            context = probs[:, :i] @ linear[i, :i]
+            context = values[:, :i] @ linear[i, :i]
             logit = flat[:, i] + context
             if self.hidden:
                 logit = logit + F.relu(pre) @ v[i]
             if self.units:
                 c, s = divmod(i, plane)
                 units = F.relu(self.unit_logit[c].float() * flat[:, i, None] + self.unit_context[c].float()
-                               * context[:, None] + probs[:, self.unit_reads[:, s]] @ kernel[c].t()
+                               * context[:, None] + values[:, self.unit_reads[:, s]] @ kernel[c].t()
                                + self.unit_bias[c].float())  # (N, M)
                 logit = logit + units @ self.unit_out[c].float()
-            probs[:, i] = torch.sigmoid(logit)
+            prob = torch.sigmoid(logit)  # (N,)
+            values[:, i] = torch.bernoulli(prob, generator=generator) if draw else prob
             if self.hidden:
-                pre += probs[:, i, None] * u[:, i]
-        return probs[:, :-1].reshape(params.shape)
+                pre += values[:, i, None] * u[:, i]
+        return values[:, :-1].reshape(params.shape)
 
 
 class Gaussian(nn.Module):
@@ -234,14 +252,22 @@ class Gaussian(nn.Module):
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         # log N(x; m, s^2) = -0.5 ((x - m) / s)^2 - log s - 0.5 log(2 pi), summed over D: (..., D) -> (...),
         # x broadcast like Bernoulli's
-        log_sigma = self.log_sigma.float()
-        if isinstance(self.log_sigma, nn.Parameter):
-            log_sigma = log_sigma.clamp(min=LOG_SIGMA_MIN)
+        log_sigma = self._log_sigma()
         z = (x - params) * torch.exp(-log_sigma)
         return -0.5 * z.pow(2).sum(-1) - x.shape[-1] * (log_sigma + 0.5 * math.log(2 * math.pi))
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         return params
+
+    def draw(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Values drawn from N(mean, sigma^2): means (..., D) -> (..., D) fp32."""
+        noise = torch.randn(params.shape, generator=generator, device=params.device)
+        return params.float() + noise * torch.exp(self._log_sigma())
+
+    def _log_sigma(self) -> torch.Tensor:
+        """log sigma, fp32; a learned one floored at LOG_SIGMA_MIN."""
+        log_sigma = self.log_sigma.float()
+        return log_sigma.clamp(min=LOG_SIGMA_MIN) if isinstance(self.log_sigma, nn.Parameter) else log_sigma
 
 
 LIKELIHOODS = {

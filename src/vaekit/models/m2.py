@@ -89,7 +89,7 @@ class M2(WithPrior, LatentModel):
 
     def decode_mean(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Expected x for codes z (B, L) and classes y (B, K) (the uniform mixture when None): (B, *input_shape)."""
-        return self.likelihood.mean(self.decode(z, y).float()).view(-1, *self.input_shape)
+        return self.observe(self.decode(z, y))
 
     def decode_class(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Expected x for codes z (B, L) of classes ``label`` (B,) ints: (B, *input_shape)."""

@@ -135,14 +135,15 @@ class VAE(WithPrior, LatentModel):
         """A code (B, L) -> likelihood parameters (B, D); the layers below it at their conditional means."""
         return self.decoder(self._decoder_input(self._below(z)) if self.lower else z)
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """n new items: the code from the prior, each lower layer drawn given the one above, the likelihood's mean."""
+    def sample(self, n: int, generator: torch.Generator | None = None, draw: bool = False) -> torch.Tensor:
+        """n new items: the code from the prior, each lower layer drawn given the one above, then the likelihood's
+        mean (or with ``draw`` values drawn from it)."""
         layers = self._below(self.sample_prior(n, generator), generator, draw=True)
-        return self.likelihood.mean(self._params(layers)).view(-1, *self.input_shape)
+        return self.observe(self._params(layers), generator, draw)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decoded from the posterior means of every layer: (B, ...) -> (B, *input_shape)."""
-        return self.likelihood.mean(self._params(self._posterior(x, at_mean=True))).view(-1, *self.input_shape)
+        return self.observe(self._params(self._posterior(x, at_mean=True)))
 
     # --- the bounds -------------------------------------------------------------------------------------
     def _recon_kl(self, x: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None,
