@@ -83,15 +83,15 @@ def test_augmentation_has_the_data_shape_and_range_and_is_reproducible(digits_ru
     assert len(files) == 12 and all(Image.open(f).size == (8, 8) for f in files)
 
 
-def test_an_autoregressive_run_shows_and_writes_its_drawn_samples(tmp_path, capsys):
+def test_an_autoregressive_run_shows_and_writes_its_drawn_samples(tmp_path):
     """A run with the autoregressive likelihood writes samples_drawn.png (pixel-by-pixel draws, the model's exact
     samples) beside the mean-field samples.png, and its report shows both; ``vaekit sample --draw`` writes binary
-    images, reproducibly. A plain Bernoulli run has no drawn grid (its pixels are independent given z)."""
+    images, reproducibly."""
     run = tmp_path / "ar"
     assert main(["train", "--dataset", "digits", "--epochs", "5", "--likelihood", "bernoulli-autoregressive",
                  "--autoregressive-window", "1", "--quiet", "--run-dir", str(run)]) == 0
-    with Image.open(run / "samples_drawn.png") as im:
-        assert im.size == Image.open(run / "samples.png").size
+    with Image.open(run / "samples_drawn.png") as im, Image.open(run / "samples.png") as means:
+        assert im.size == means.size
         assert {0, 255} <= set(np.unique(np.asarray(im.convert("L"))))  # black and white pixels drawn
     report = (run / "report.html").read_text()
     assert "samples_drawn.png" in report and "samples.png" in report
@@ -105,6 +105,7 @@ def test_an_autoregressive_run_shows_and_writes_its_drawn_samples(tmp_path, caps
 
 
 def test_a_bernoulli_run_draws_no_separate_grid(digits_run):
+    """Its pixels are independent given z, so samples.png's probabilities are already its exact mean."""
     assert (digits_run / "samples.png").is_file() and not (digits_run / "samples_drawn.png").exists()
 
 
