@@ -60,6 +60,13 @@ def test_sample_does_not_clobber_an_existing_file(tmp_path, digits_run, capsys):
     assert out.read_bytes() == b"precious"
 
 
+def test_sampling_a_class_from_a_model_without_labels_is_one_line(tmp_path, digits_run, capsys):
+    assert main(["sample", str(digits_run), "--class", "3", "--out", str(tmp_path / "s.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--class: this run's model was trained without labels" in err and err.count("\n") == 1
+    assert not (tmp_path / "s.png").exists()
+
+
 # --- data folders: saved absolute, --data-dir on every command that reads data, $VAEKIT_DATA first -----------
 
 def test_a_relative_data_dir_run_works_from_another_folder_and_refuses_the_wrong_dataset(

@@ -75,6 +75,22 @@ def test_decode_returns_the_models_images(client, digits_run):
     assert one == r.json()["items"][:1]
 
 
+def test_drawn_decodes_are_binary_reproducible_and_average_to_the_mean(client, state, info):
+    """``draw``: values drawn from p(x | z) (0 or 1 for these Bernoulli pixels) by a generator of the given seed,
+    never cached; over many draws of one code their average is the mean the plain decode shows."""
+    assert info["approximate_mean"] is False  # a Bernoulli likelihood's mean is exact: the page starts unticked
+    z = np.random.default_rng(1).normal(size=(1, 20)).round(4).astype(np.float32)
+    cached = len(state._cache)
+    first = client.post("/api/decode", json={"z": z.tolist(), "draw": True, "seed": 7}).json()["items"]
+    again = client.post("/api/decode", json={"z": z.tolist(), "draw": True, "seed": 7}).json()["items"]
+    other = client.post("/api/decode", json={"z": z.tolist(), "draw": True, "seed": 8}).json()["items"]
+    assert first == again and first != other and len(state._cache) == cached
+    assert set(np.unique(_pixels(first[0], (1, 8, 8)))) <= {0, 255}
+    many = state.decode(np.repeat(z, 4000, 0), draw_seed=0)  # (4000, 1, 8, 8), each row its own draw
+    assert set(np.unique(many)) <= {0.0, 1.0}
+    np.testing.assert_allclose(many.mean(0), state.decode(z)[0], atol=0.04)  # 4.5 standard errors of 4,000 draws
+
+
 def test_decode_cache_gives_the_same_answer(state):
     z = np.linspace(-1, 1, 20, dtype=np.float32)[None]
     first = state.decode(z)
@@ -136,6 +152,12 @@ BAD_DECODES = [
     ("[" * 30_000, 400, "not valid JSON"),  # nested past the recursion limit
     ("[1, 2]", 400, "JSON object"),
     (json.dumps({"z": GOOD, "pad": "x" * MAX_BODY}), 413, "over 65536 bytes"),
+    (json.dumps({"z": GOOD, "draw": "yes"}), 422, "draw must be true or false"),
+    (json.dumps({"z": GOOD, "draw": 1}), 422, "draw must be true or false"),
+    (json.dumps({"z": GOOD, "draw": True, "seed": -1}), 422, "seed must be an integer"),
+    (json.dumps({"z": GOOD, "draw": True, "seed": 2**31}), 422, "seed must be an integer"),
+    (json.dumps({"z": GOOD, "draw": True, "seed": 2.5}), 422, "seed must be an integer"),
+    (json.dumps({"z": GOOD, "draw": True, "seed": True}), 422, "seed must be an integer"),
 ]
 
 
@@ -230,5 +252,8 @@ def test_a_model_of_labels_decodes_a_chosen_class(tmp_path, client):
     for bad in (10, -1, "3", True, 2.5):
         answer = m2.post("/api/decode", json={"z": z, "class": bad})
         assert answer.status_code == 422 and "class must be an integer in 0..9" in answer.json()["error"]
+    drawn = m2.post("/api/decode", json={"z": z, "class": 3, "draw": True, "seed": 4}).json()["items"][0]
+    assert set(np.unique(_pixels(drawn, (1, 8, 8)))) <= {0, 255}  # class 3's pixels, drawn
+    assert drawn == m2.post("/api/decode", json={"z": z, "class": 3, "draw": True, "seed": 4}).json()["items"][0]
     answer = client.post("/api/decode", json={"z": z, "class": 3})  # the digits VAE: no classes to decode
     assert answer.status_code == 400 and "does not decode by class" in answer.json()["error"]

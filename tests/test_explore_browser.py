@@ -98,6 +98,7 @@ def test_page_loads_with_no_console_errors(tab, served):
     tab.idle()
     assert tab.errors == []
     assert tab.page.locator("#legend span").count() == 10  # digits 0-9
+    assert not tab.page.locator("#decode-draw").is_checked()  # a Bernoulli model's mean is exact: shown as is
     assert "PC1 of the 20-D latent means" in tab.page.evaluate("info.axis_names[0]")
     assert tab.page.locator("#most figure").count() == 8 and tab.page.locator("#least figure").count() == 8
     assert tab.page.locator("#metrics tr").count() >= 5
@@ -228,5 +229,38 @@ def test_a_model_of_labels_decodes_the_class_picked_in_the_page(browser, tmp_pat
         z = np.asarray(tab.page.evaluate("z"), np.float32)
         expected = RunState(run).decode(z[None], 7)[0, 0]
         np.testing.assert_array_equal(_cells(sevens), (np.clip(expected, 0, 1) * 255 + 0.5).astype(np.uint8))
+        assert tab.errors == []
+        tab.page.close()
+
+
+def test_an_autoregressive_model_starts_with_its_pixels_drawn(browser, tmp_path):
+    """Its mean is only approximated (mean-field), so the page decodes drawn values, the model's exact samples:
+    the seed's draw, a new one from "new draw", and the approximate mean when unticked."""
+    import vaekit
+    from vaekit.explore import running
+    from vaekit.explore.state import RunState
+
+    run = tmp_path / "ar"
+    vaekit.train(dataset="digits", likelihood="bernoulli-autoregressive", autoregressive_window=1, epochs=3,
+                 run_dir=run, progress=False, pictures=False)
+    expected = RunState(run)
+    with running(run) as url:
+        tab = Page(browser, url)
+        tab.idle()
+        assert tab.page.locator("#decode-draw").is_checked() and "autoregressive" in tab.page.inner_text("#draw-row")
+        z = np.asarray(tab.page.evaluate("z"), np.float32)[None]
+
+        def shown(draw_seed):
+            want = expected.decode(z, draw_seed=draw_seed)[0, 0]
+            return (np.clip(want, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+        first = _cells(tab.decoded())
+        assert set(np.unique(first)) <= {0, 255} and np.array_equal(first, shown(0))
+        tab.page.click("#redraw")
+        tab.idle()
+        assert np.array_equal(_cells(tab.decoded()), shown(1))
+        tab.page.uncheck("#decode-draw")
+        tab.idle()
+        assert np.array_equal(_cells(tab.decoded()), shown(None)) and tab.page.locator("#redraw").is_disabled()
         assert tab.errors == []
         tab.page.close()

@@ -46,6 +46,11 @@ def test_conditional_samples_come_out_in_the_asked_class(few_labels, m2):
     assert np.mean(hits) > 0.7, hits
     with pytest.raises(ValueError, match="not one of the fitted classes"):
         m2.sample(2, y=11)
+    # draw=True: 0/1 values drawn from p(x | y, z) at the same codes (the same random_state); over many items
+    # their average is that of the means
+    means, drawn = m2.sample(4000, random_state=0, y=3), m2.sample(4000, random_state=0, y=3, draw=True)
+    assert set(np.unique(drawn)) == {0.0, 1.0} and np.array_equal(drawn, m2.sample(4000, random_state=0, y=3, draw=True))
+    np.testing.assert_allclose(drawn.mean(0), means.mean(0), atol=0.04)  # 4.5 standard errors of 4,000 draws
 
 
 def test_unlabelled_rows_are_minus_one_and_classes_keep_their_values(few_labels):
@@ -161,6 +166,16 @@ def test_cli_trains_m2_from_n_labels_and_reports_accuracy_probes_and_samples_by_
     assert len(curve) == 8 and curve[-1] > 0.5 and "<th>val_accuracy</th>" in report
     assert metrics[-1]["val_loss"] < metrics[0]["val_loss"]
     assert vaekit.load(run).classes_.tolist() == list(range(10))
+    # `vaekit sample --class K`: items of class K, which the model's own classifier names K
+    clf = vaekit.load(run)
+    for k in (3, 7):
+        assert main(["sample", str(run), "-n", "40", "--class", str(k), "--out", str(tmp_path / f"{k}.npz")]) == 0
+        items = np.load(tmp_path / f"{k}.npz")["x"]
+        assert items.shape == (40, 1, 8, 8) and np.mean(clf.predict(items) == k) > 0.6
+    capsys.readouterr()
+    assert main(["sample", str(run), "--class", "10", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--class must be a class index in 0..9" in capsys.readouterr().err
+    assert not (tmp_path / "x.npz").exists()
     assert main(["evaluate", str(run), "--nll"]) == 2  # one line, no wrong number
     assert "importance-sampled" in capsys.readouterr().err
     assert main(["train", "--dataset", "digits", "--model", "m2", "--normal-class", "3", "--epochs", "1",
@@ -178,6 +193,9 @@ def test_early_stopping_validates_on_unlabelled_rows_and_keeps_every_class(few_l
     stacked = vaekit.SemiSupervisedVAE(m1_latent_dim=4, epochs=1, random_state=0).fit(X, y_few)
     stacked.save(tmp_path / "s")
     assert vaekit.load(stacked.save(tmp_path / "s", overwrite=True)).classes_.tolist() == list(range(10))
+    drawn = stacked.sample(50, y=1, random_state=0, draw=True)  # M1's code drawn from M2, then M1's pixels
+    assert drawn.shape == (50, 64) and set(np.unique(drawn)) <= {0.0, 1.0}
+    assert not np.array_equal(drawn, stacked.sample(50, y=1, random_state=1, draw=True))
 
 
 def test_kl_warm_up_scales_the_code_kl_but_not_the_class_kl():

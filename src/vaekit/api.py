@@ -238,16 +238,31 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
 
 
 @torch.no_grad()
-def sample(run: Run, n: int = 64, *, seed: int = 0, draw: bool = False) -> np.ndarray:
+def sample(run: Run, n: int = 64, *, seed: int = 0, draw: bool = False, label: int | None = None) -> np.ndarray:
     """``n`` new items decoded from the model's prior (a VAE's own: N(0, I), a mixture or the VampPrior, through
     every stochastic layer; an AE's Gaussian fitted to its training codes, saved with it): (n, *item_shape), the
     likelihood's mean, or with ``draw`` values drawn from it (Bernoulli: 0 or 1; autoregressive: pixel by pixel,
-    the model's exact samples). Reproducible for a given ``seed``."""
+    the model's exact samples). ``label``: a model trained on labels (a few-labels run) decodes every item as
+    that class (its index in the run's labels); without it, as the uniform mixture of its classes. Reproducible
+    for a given ``seed``."""
     if n < 1:
         raise VaekitError(f"number of samples must be at least 1, got {n}")
     model, _ = load_model(run)
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    return torch.cat([model.sample(min(4096, n - i), gen, draw) for i in range(0, n, 4096)]).float().cpu().numpy()
+    if label is not None:
+        if not model.uses_labels:
+            raise VaekitError("--class: this run's model was trained without labels and does not decode by class "
+                              "(train with --model m2 to get one that does)")
+        if not 0 <= label < model.cfg.n_classes:
+            raise VaekitError(f"--class must be a class index in 0..{model.cfg.n_classes - 1}, got {label}")
+    device = next(model.parameters()).device
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def chunk(m: int) -> torch.Tensor:  # (m, *item_shape)
+        if label is None:
+            return model.sample(m, gen, draw)
+        return model.decode_class(model.sample_prior(m, gen), torch.full((m,), label, device=device), gen, draw)
+
+    return torch.cat([chunk(min(4096, n - i)) for i in range(0, n, 4096)]).float().cpu().numpy()
 
 
 @torch.no_grad()

@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draw", action="store_true",
                    help="draw values from p(x | z) instead of showing its mean (for an autoregressive likelihood "
                         "the exact samples, pixel by pixel)")
+    s.add_argument("--class", dest="label", type=int, default=None, metavar="K",
+                   help="a model trained on labels: decode every item as class K (its index in the run's labels; "
+                        "default: the uniform mixture of the classes)")
     r = _run_command(sub, "reconstruct", "test originals above their reconstructions", cmd_reconstruct,
                      inp="data spec to reconstruct instead of the run's test split",
                      out="PNG grid (.png) or arrays (.npz)")
@@ -351,7 +354,7 @@ def _remove_png_folder(folder: Path) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     out = _check_out(args.out, args.overwrite, (".png", ".npz"), folder=True)
-    x = api.sample(args.run, args.n, seed=args.seed, draw=args.draw)
+    x = api.sample(args.run, args.n, seed=args.seed, draw=args.draw, label=args.label)
     _write_items(out, {"x": x}, x, int(np.ceil(np.sqrt(len(x)))))
     print(f"wrote {len(x)} samples to {out}")
     return 0

@@ -291,8 +291,13 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         z = check_array(Z, dtype=np.float32)
         if z.shape[1] != self.latent_dim_:
             raise ValueError(f"Z has {z.shape[1]} columns, but the codes have latent_dim={self.latent_dim_}")
-        z = torch.from_numpy(z).to(self._device())
-        return self._output(self._in_batches(self.model_.decode_mean, z))
+        return self._decode(z)
+
+    def _decode(self, z: np.ndarray, generator: torch.Generator | None = None, draw: bool = False) -> np.ndarray:
+        """Codes (N, latent_dim) float32 -> items in the input's units and layout: the likelihood's mean, or with
+        ``draw`` values drawn from it (a hierarchy's lower layers at their conditional means either way)."""
+        model, codes = self.model_, torch.from_numpy(z).to(self._device())
+        return self._output(self._in_batches(lambda b: model.observe(model.decode(b), generator, draw), codes))
 
     @torch.no_grad()
     def reconstruct(self, X: Any) -> np.ndarray:
@@ -867,10 +872,11 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         return self._in_batches(part.model_.embed, x).float().cpu().numpy()
 
     @torch.no_grad()
-    def sample(self, n_samples: int = 1, random_state: Any = None, y: Any = None) -> np.ndarray:
+    def sample(self, n_samples: int = 1, random_state: Any = None, y: Any = None, draw: bool = False) -> np.ndarray:
         """``n_samples`` new items of class ``y`` (one of ``classes_``; None: classes drawn uniformly), decoded
         from codes drawn from the model's prior (N(0, I) unless ``prior`` says otherwise): in X's units and
-        layout."""
+        layout; the likelihood's mean, or with ``draw`` values drawn from it (M1+M2: M1's code drawn from M2's
+        likelihood given the class, then the item from M1's)."""
         check_is_fitted(self, "classes_")
         rng = check_random_state(random_state)
         if y is None:
@@ -881,13 +887,15 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
             labels = np.full(n_samples, int(np.searchsorted(self.classes_, y)))
         part = self if getattr(self, "m1_", None) is None else self.m2_
         device = part._device()
-        z = part.model_.sample_prior(n_samples, torch.Generator(device=device).manual_seed(rng.randint(2**31 - 1)))
-        out = part._output(part.model_.decode_class(z, torch.from_numpy(labels).to(device)))
+        gen = torch.Generator(device=device).manual_seed(rng.randint(2**31 - 1))
+        z = part.model_.sample_prior(n_samples, gen)
+        out = part._output(part.model_.decode_class(z, torch.from_numpy(labels).to(device), gen, draw))
         if part is self:
             return out
         codes = np.zeros((n_samples, self.m1_.latent_dim_), dtype=np.float32)  # M1's unused dims: 0, the prior's mean
         codes[:, self.m1_dims_] = out
-        return self.m1_.inverse_transform(codes)
+        m1_gen = torch.Generator(device=self.m1_._device()).manual_seed(rng.randint(2**31 - 1))
+        return self.m1_._decode(codes, m1_gen, draw)
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """A run folder (see ``VAE.save``); M1+M2 keeps its two parts in sub-folders ``m1`` and ``m2``."""

@@ -129,7 +129,7 @@ def _info(state: RunState) -> dict:
         "latent_dim": state.latent_dim, "z_bound": state.z_bound,
         "points": np.round(state.points.astype(np.float64), 4).tolist(), "labels": None if labels is None else labels.tolist(),
         "class_names": state.class_names(), "axis_names": state.axis_names,
-        "conditional_classes": state.conditional_classes,
+        "conditional_classes": state.conditional_classes, "approximate_mean": state.approximate_mean,
         "center": state.center.tolist(), "axes": state.axes.tolist(),
         "dims": order, "dim_use": [round(float(state.dim_use[d]), 4) for d in order], "use_name": state.use_name,
         "dim_range": [[round(lo, 2), round(hi, 2)] for lo, hi in state.slider_ranges()],
@@ -160,7 +160,12 @@ def build_app(state: RunState) -> Starlette:
                 raise BadRequest(400, "class: this model does not decode by class (only one trained on labels does)")
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < state.conditional_classes:
                 raise BadRequest(422, f"class must be an integer in 0..{state.conditional_classes - 1}")
-        return JSONResponse({"items": _encode(state, state.decode(z, label))})
+        draw, seed = body.get("draw", False), body.get("seed", 0)
+        if not isinstance(draw, bool):
+            raise BadRequest(422, "draw must be true or false")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+            raise BadRequest(422, "seed must be an integer in 0..2147483647")
+        return JSONResponse({"items": _encode(state, state.decode(z, label, seed if draw else None))})
 
     async def interpolate(request: Request) -> JSONResponse:
         body = await _json_body(request)

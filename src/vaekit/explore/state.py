@@ -88,32 +88,46 @@ class RunState:
         """How many classes a conditional model (one trained on labels, e.g. M2) decodes with; 0 for others."""
         return self.cfg.model.n_classes if self.model.uses_labels else 0
 
-    def decode(self, z: np.ndarray, label: int | None = None) -> np.ndarray:
-        """Codes (B, L) -> items (B, *item_shape) in the data's units (a table's features un-standardised);
-        a conditional model decodes them as class ``label`` (None: the uniform mixture of its classes).
+    @property
+    def approximate_mean(self) -> bool:
+        """Whether decoding to the likelihood's mean is an approximation (an autoregressive likelihood's
+        mean-field picture), so that only drawn values show the model exactly."""
+        return bool(self.model.likelihood.sequential_mean)
 
-        Each code is rounded to CACHE_DECIMALS and looked up in an LRU cache; the misses go through the
-        decoder as one batch.
+    def decode(self, z: np.ndarray, label: int | None = None, draw_seed: int | None = None) -> np.ndarray:
+        """Codes (B, L) -> items (B, *item_shape) in the data's units (a table's features un-standardised):
+        the likelihood's mean, or with ``draw_seed`` values drawn from p(x | z) by a generator seeded so (the
+        same request, the same picture; nearby codes share the draws' noise). A conditional model decodes them
+        as class ``label`` (None: the uniform mixture of its classes).
+
+        Each code is rounded to CACHE_DECIMALS; means are looked up in an LRU cache and only the misses go
+        through the decoder, as one batch. Draws are never cached: a row's values depend on the rows before it.
         """
         z = np.round(np.asarray(z, np.float32), CACHE_DECIMALS)
         keys = [row.tobytes() + (b"" if label is None else b"|%d" % label) for row in z]  # a class is part of it
         out: list[np.ndarray | None] = [None] * len(z)
         with self._lock:
-            for k, key in enumerate(keys):
-                if key in self._cache:
-                    self._cache.move_to_end(key)
-                    out[k] = self._cache[key]
+            if draw_seed is None:
+                for k, key in enumerate(keys):
+                    if key in self._cache:
+                        self._cache.move_to_end(key)
+                        out[k] = self._cache[key]
             missing = [k for k, item in enumerate(out) if item is None]
             if missing:
                 with torch.inference_mode():
                     codes = torch.from_numpy(z[missing]).to(self.device)
+                    draw = draw_seed is not None
+                    gen = torch.Generator(device=self.device).manual_seed(draw_seed) if draw else None
                     if label is None:
-                        new = self.model.decode_mean(codes)
+                        new = self.model.observe(self.model.decode(codes), gen, draw)
                     else:
-                        new = self.model.decode_class(codes, torch.full((len(codes),), label, device=self.device))
+                        labels = torch.full((len(codes),), label, device=self.device)
+                        new = self.model.decode_class(codes, labels, gen, draw)
                     new = new.float().cpu().numpy()
                 for k, item in zip(missing, self._to_data_units(new)):
-                    out[k] = self._cache[keys[k]] = item
+                    out[k] = item
+                    if not draw:
+                        self._cache[keys[k]] = item
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
         return np.stack(out)

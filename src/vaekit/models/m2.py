@@ -91,9 +91,11 @@ class M2(WithPrior, LatentModel):
         """Expected x for codes z (B, L) and classes y (B, K) (the uniform mixture when None): (B, *input_shape)."""
         return self.observe(self.decode(z, y))
 
-    def decode_class(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-        """Expected x for codes z (B, L) of classes ``label`` (B,) ints: (B, *input_shape)."""
-        return self.decode_mean(z, F.one_hot(label, self.cfg.n_classes).to(z.dtype))
+    def decode_class(self, z: torch.Tensor, label: torch.Tensor, generator: torch.Generator | None = None,
+                     draw: bool = False) -> torch.Tensor:
+        """Codes z (B, L) of classes ``label`` (B,) ints -> items (B, *input_shape): the likelihood's mean, or with
+        ``draw`` values drawn from p(x | y, z)."""
+        return self.observe(self.decode(z, F.one_hot(label, self.cfg.n_classes).to(z.dtype)), generator, draw)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         probs = self.class_logits(x).softmax(-1)

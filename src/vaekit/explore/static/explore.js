@@ -22,6 +22,7 @@ async function post(url, body) {
 // Dragging asks for many decodes; only one is in flight and only the newest waiting one follows it,
 // so the image keeps up with the pointer instead of replaying a queue.
 let inFlight = false, waiting = null;
+let drawSeed = 0;  // with "draw" on, the seed of the drawn values: kept while z moves, so the noise stays put
 function requestDecode(code) {
   waiting = code.slice();
   if (!inFlight) sendDecode();
@@ -33,6 +34,7 @@ async function sendDecode() {
   try {
     const body = {z: code};
     if (info.conditional_classes && $("decode-class").value !== "") body.class = Number($("decode-class").value);
+    if ($("decode-draw").checked) { body.draw = true; body.seed = drawSeed; }
     const data = await post("/api/decode", body);
     showDecoded(data.items[0]);
     $("status").textContent = "";
@@ -362,6 +364,18 @@ function showHeader() {
     $("decode-class").addEventListener("change", () => requestDecode(z));
     $("class-row").hidden = false;
   }
+  // An autoregressive likelihood's mean is only approximated (mean-field): its exact pictures are drawn, so
+  // such a model starts with "draw" on.
+  $("decode-draw").checked = info.approximate_mean;
+  $("redraw").disabled = !info.approximate_mean;
+  $("draw-note").textContent = info.approximate_mean
+    ? "this likelihood is autoregressive: its mean is approximated; drawn values are its exact samples"
+    : "unticked: the likelihood's mean";
+  $("decode-draw").addEventListener("change", () => {
+    $("redraw").disabled = !$("decode-draw").checked;
+    requestDecode(z);
+  });
+  $("redraw").addEventListener("click", () => { drawSeed = (drawSeed + 1) % 2147483648; requestDecode(z); });
   if (info.labels) {
     const names = info.class_names || [...new Set(info.labels)].sort((a, b) => a - b).map(String);
     $("legend").replaceChildren(...names.map((name, k) => {
