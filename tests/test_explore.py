@@ -86,6 +86,12 @@ def test_drawn_decodes_are_binary_reproducible_and_average_to_the_mean(client, s
     other = client.post("/api/decode", json={"z": z.tolist(), "draw": True, "seed": 8}).json()["items"]
     assert first == again and first != other and len(state._cache) == cached
     assert set(np.unique(_pixels(first[0], (1, 8, 8)))) <= {0, 255}
+    frames = client.post("/api/interpolate", json={"i": 3, "j": 7, "steps": 6, "draw": True, "seed": 7}).json()
+    assert frames == client.post("/api/interpolate", json={"i": 3, "j": 7, "steps": 6, "draw": True,
+                                                            "seed": 7}).json()  # the strip draws the same way
+    assert all(set(np.unique(_pixels(f, (1, 8, 8)))) <= {0, 255} for f in frames["frames"])
+    bad = client.post("/api/interpolate", json={"i": 3, "j": 7, "draw": True, "seed": "7"})
+    assert bad.status_code == 422 and "seed must be an integer" in bad.json()["error"]
     many = state.decode(np.repeat(z, 4000, 0), draw_seed=0)  # (4000, 1, 8, 8), each row its own draw
     assert set(np.unique(many)) <= {0.0, 1.0}
     np.testing.assert_allclose(many.mean(0), state.decode(z)[0], atol=0.04)  # 4.5 standard errors of 4,000 draws

@@ -93,6 +93,17 @@ def _index(state: RunState, value, name: str) -> int:
     return value
 
 
+def _draw_seed(body: dict) -> int | None:
+    """``"draw": true`` with an optional ``"seed"`` (default 0): the seed of values drawn from p(x | z); None
+    without ``draw`` (the likelihood's mean)."""
+    draw, seed = body.get("draw", False), body.get("seed", 0)
+    if not isinstance(draw, bool):
+        raise BadRequest(422, "draw must be true or false")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+        raise BadRequest(422, "seed must be an integer in 0..2147483647")
+    return seed if draw else None
+
+
 def _encode(state: RunState, items: np.ndarray) -> list:
     """Images as base64 of uint8 (C, H, W) bytes; table rows as lists of numbers (5 significant digits)."""
     if state.is_image:
@@ -160,12 +171,7 @@ def build_app(state: RunState) -> Starlette:
                 raise BadRequest(400, "class: this model does not decode by class (only one trained on labels does)")
             if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < state.conditional_classes:
                 raise BadRequest(422, f"class must be an integer in 0..{state.conditional_classes - 1}")
-        draw, seed = body.get("draw", False), body.get("seed", 0)
-        if not isinstance(draw, bool):
-            raise BadRequest(422, "draw must be true or false")
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
-            raise BadRequest(422, "seed must be an integer in 0..2147483647")
-        return JSONResponse({"items": _encode(state, state.decode(z, label, seed if draw else None))})
+        return JSONResponse({"items": _encode(state, state.decode(z, label, _draw_seed(body)))})
 
     async def interpolate(request: Request) -> JSONResponse:
         body = await _json_body(request)
@@ -174,7 +180,7 @@ def build_app(state: RunState) -> Starlette:
         if isinstance(steps, bool) or not isinstance(steps, int) or not 2 <= steps <= MAX_STEPS:
             raise BadRequest(422, f"steps must be an integer in 2..{MAX_STEPS}")
         originals = np.stack([state.item(i), state.item(j)])
-        return JSONResponse({"frames": _encode(state, state.interpolate(i, j, steps)),
+        return JSONResponse({"frames": _encode(state, state.interpolate(i, j, steps, _draw_seed(body))),
                              "ends": _encode(state, originals)})
 
     def run_file(request: Request) -> Response:

@@ -141,9 +141,10 @@ class RunState:
         """Test item i in the data's units: (*item_shape,)."""
         return self._to_data_units(self.originals[i:i + 1])[0]
 
-    def interpolate(self, i: int, j: int, steps: int) -> np.ndarray:
-        """``steps`` items decoded on the straight line from item i's latent mean to item j's (both ends in)."""
-        return self.decode(latent.interpolate(self.means[i], self.means[j], steps))
+    def interpolate(self, i: int, j: int, steps: int, draw_seed: int | None = None) -> np.ndarray:
+        """``steps`` items decoded on the straight line from item i's latent mean to item j's (both ends in): the
+        likelihood's means, or values drawn as ``decode`` draws them."""
+        return self.decode(latent.interpolate(self.means[i], self.means[j], steps), draw_seed=draw_seed)
 
     def anomaly_extremes(self, n: int = 8) -> tuple[list[int], list[int]]:
         """Indices of the n most anomalous test items (highest score first) and the n least (lowest first)."""

@@ -281,6 +281,7 @@ function setCode(code) {  // show a new z everywhere: sliders, marker, decoded i
 async function interpolate(e) {
   if (e) e.preventDefault();
   const body = {i: +$("item-a").value, j: +$("item-b").value, steps: +$("steps").value};
+  if ($("decode-draw").checked) { body.draw = true; body.seed = drawSeed; }
   const strip = $("interp");
   try {
     const data = await post("/api/interpolate", body);
@@ -374,8 +375,13 @@ function showHeader() {
   $("decode-draw").addEventListener("change", () => {
     $("redraw").disabled = !$("decode-draw").checked;
     requestDecode(z);
+    interpolate();
   });
-  $("redraw").addEventListener("click", () => { drawSeed = (drawSeed + 1) % 2147483648; requestDecode(z); });
+  $("redraw").addEventListener("click", () => {
+    drawSeed = (drawSeed + 1) % 2147483648;
+    requestDecode(z);
+    interpolate();
+  });
   if (info.labels) {
     const names = info.class_names || [...new Set(info.labels)].sort((a, b) => a - b).map(String);
     $("legend").replaceChildren(...names.map((name, k) => {
