@@ -260,7 +260,7 @@ def sample(run: Run, n: int = 64, *, seed: int = 0, draw: bool = False, label: i
     def chunk(m: int) -> torch.Tensor:  # (m, *item_shape)
         if label is None:
             return model.sample(m, gen, draw)
-        return model.decode_class(model.sample_prior(m, gen), torch.full((m,), label, device=device), gen, draw)
+        return model.sample(m, gen, draw, label=torch.full((m,), label, device=device))
 
     return torch.cat([chunk(min(4096, n - i)) for i in range(0, n, 4096)]).float().cpu().numpy()
 

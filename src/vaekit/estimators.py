@@ -888,8 +888,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         part = self if getattr(self, "m1_", None) is None else self.m2_
         device = part._device()
         gen = torch.Generator(device=device).manual_seed(rng.randint(2**31 - 1))
-        z = part.model_.sample_prior(n_samples, gen)
-        out = part._output(part.model_.decode_class(z, torch.from_numpy(labels).to(device), gen, draw))
+        out = part._output(part.model_.sample(n_samples, gen, draw, label=torch.from_numpy(labels).to(device)))
         if part is self:
             return out
         codes = np.zeros((n_samples, self.m1_.latent_dim_), dtype=np.float32)  # M1's unused dims: 0, the prior's mean

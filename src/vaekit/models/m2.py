@@ -97,6 +97,15 @@ class M2(WithPrior, LatentModel):
         ``draw`` values drawn from p(x | y, z)."""
         return self.observe(self.decode(z, F.one_hot(label, self.cfg.n_classes).to(z.dtype)), generator, draw)
 
+    def sample(self, n: int, generator: torch.Generator | None = None, draw: bool = False,
+               label: torch.Tensor | None = None) -> torch.Tensor:
+        """n new items at codes drawn from the prior, decoded as classes ``label`` (n,) ints (None: the uniform
+        class mixture): the likelihood's mean, or with ``draw`` values drawn from it: (n, *input_shape)."""
+        z = self.sample_prior(n, generator)
+        if label is None:
+            return self.observe(self.decode(z), generator, draw)
+        return self.decode_class(z, label, generator, draw)
+
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         probs = self.class_logits(x).softmax(-1)
         return self.decode_mean(self._z_params(self.encoder(x), probs)[0], probs)
