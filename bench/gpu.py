@@ -232,33 +232,8 @@ def steady(seconds: list[float]) -> list[float]:
     return seconds[1:] if len(seconds) > 1 else seconds
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
-    p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=3, help="epochs of the rows other than the vaekit defaults")
-    p.add_argument("--conv-items", type=int, default=50_000)
-    p.add_argument("--only", nargs="*")
-    p.add_argument("--out", default=str(HERE / "results" / "gpu.json"))
-    p.add_argument("--work", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--worker", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("bench/gpu.py needs a CUDA GPU")
-    if args.worker:
-        torch.cuda.reset_peak_memory_stats()
-        result = WORKERS[args.worker](args)
-        result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
-        Path(args.out).write_text(json.dumps(result))
-        return
-    args.work = args.work or tempfile.mkdtemp()
-    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    names = args.only or list(WORKERS)
-    rounds = []
-    for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        done = {n: run_worker(n, args, r) for n in order}
-        rounds.append(done)
+def summarise(rounds: list[dict], names: list[str], peak: dict, out: Path) -> dict:
+    """Rows (median steady s/epoch over the rounds) and within-round ratios; writes them to ``out``."""
     rows = {}
     for name in names:
         runs_ = [rnd[name] for rnd in rounds]
@@ -284,8 +259,17 @@ def main() -> None:
                             for rnd in rounds]
                 ratios[f"{mine} vs {other}"] = {"median": float(np.median(by_round)), "by_round": by_round}
     gpu = torch.cuda.get_device_name()
+    summary = {"gpu": gpu, "torch": torch.__version__, "matmul_peak_flops": peak, "rows": rows,
+               "ratios": ratios, "rounds": rounds, "date": time.strftime("%Y-%m-%d")}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def report(summary: dict, n_rounds: int) -> None:
+    gpu, peak, rows, ratios = summary["gpu"], summary["matmul_peak_flops"], summary["rows"], summary["ratios"]
     print(f"\n{gpu}; torch {torch.__version__}; measured matmul peak fp32 {peak['fp32'] / 1e12:.0f}, "
-          f"bf16 {peak['bf16'] / 1e12:.0f} TFLOP/s; {args.rounds} round(s)")
+          f"bf16 {peak['bf16'] / 1e12:.0f} TFLOP/s; {n_rounds} round(s)")
     print(f"{'pipeline':24s} {'s/epoch':>8s} {'images/s':>10s} {'of peak':>8s} {'GPU mem':>9s} {'test loss':>9s}")
     for name, r in rows.items():
         if "skipped" in r:
@@ -296,11 +280,38 @@ def main() -> None:
               f"{r['peak_gpu_bytes'] / 2**20:6.0f} MiB {loss:>9s}  ({r['epochs']} epochs, {r['precision']})")
     for k, v in ratios.items():
         print(f"{k}: {v['median']:.1f}x the images/s (rounds: {', '.join(f'{x:.1f}' for x in v['by_round'])})")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"gpu": gpu, "torch": torch.__version__, "matmul_peak_flops": peak, "rows": rows,
-                               "ratios": ratios, "rounds": rounds, "date": time.strftime("%Y-%m-%d")}, indent=2))
-    print(f"wrote {out}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=str(HERE.parent.parent / "shared" / "data"))
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3, help="epochs of the rows other than the vaekit defaults")
+    p.add_argument("--conv-items", type=int, default=50_000)
+    p.add_argument("--only", nargs="*")
+    p.add_argument("--out", default=str(HERE / "results" / "gpu.json"))
+    p.add_argument("--work", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench/gpu.py needs a CUDA GPU")
+    if args.worker:
+        torch.cuda.reset_peak_memory_stats()
+        result = WORKERS[args.worker](args)
+        result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated()
+        Path(args.out).write_text(json.dumps(result))
+        return
+    args.work = args.work or tempfile.mkdtemp()
+    peak = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    names = args.only or list(WORKERS)
+    rounds = []
+    for r in range(args.rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        rounds.append({n: run_worker(n, args, r) for n in order})
+        # written after every round, so a run stopped by a time limit keeps the rounds it finished
+        summary = summarise(rounds, names, peak, Path(args.out))
+    report(summary, len(rounds))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

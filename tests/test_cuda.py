@@ -1,11 +1,13 @@
 """The CUDA path: training, precision, checkpoints that move between GPU and CPU, scores and likelihoods.
 
 Marked ``cuda``; they run wherever a GPU is present and are skipped only where there is none (this project's CPU
-machines and CI). Measured on an H100 (see bench/README.md, "GPU").
+machines and CI). Run on an H100 (2026-11-23) and an H200 (2026-12-04); see bench/README.md, "GPU".
 """
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -98,3 +100,17 @@ def test_the_vampprior_hvae_trains_samples_and_estimates_its_likelihood_on_the_g
     assert r["nll"] < r["loss"] + 3 * r["nll_stderr"]
     cpu = vaekit.evaluate(run, nll=True, k=200, device="cpu")
     assert r["nll"] == pytest.approx(cpu["nll"], abs=0.5)  # different generators: within sampling noise
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
+                    reason="NCCL needs a GPU per rank: two GPUs (the machines lent so far have one)")
+def test_two_ranks_on_two_gpus_train_over_nccl(tmp_path):
+    """torchrun with one rank per GPU: the process group is NCCL's (distributed.start), the ranks train as one."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vaekit",
+           "train", "--quiet", "--no-plots", "--dataset", "digits", "--epochs", "4", "--run-dir", str(tmp_path / "r")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["device"].startswith("cuda")
+    metrics = runs.read_metrics(tmp_path / "r")
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]

@@ -78,7 +78,8 @@ def _idx_bytes(array: np.ndarray) -> bytes:
     (gzip.compress(_idx_bytes(np.zeros((3, 4, 4), np.uint8)))[:20], "corrupt or truncated gzip"),
     (gzip.compress(b"\x00\x00\x09\x07" + b"\x00" * 40), "not an IDX file"),
     (gzip.compress(_idx_bytes(np.zeros((3, 4, 4), np.uint8))[:-5]), "header says (3, 4, 4)"),
-])
+], ids=["empty", "truncated-gzip", "not-idx", "short-payload"])  # ids of the messages: gzip's bytes hold the time, and
+# pytest-xdist's workers must collect the same ids
 def test_bad_idx_files_are_rejected_naming_the_file(tmp_path, payload, message):
     path = tmp_path / "bad-images-idx3-ubyte.gz"
     path.write_bytes(payload)

@@ -217,7 +217,8 @@ def test_a_taken_port_is_one_clear_error():
 
 
 def test_cli_serves_until_ctrl_c_then_exits_0(digits_run):
-    env = {**os.environ, "PYTHONPATH": str(Path(vaekit.__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(vaekit.__file__).parents[1]),
+                                                          os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "vaekit", "explore", str(digits_run), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

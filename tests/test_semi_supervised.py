@@ -107,7 +107,7 @@ def test_m1_plus_m2_models_the_dims_m1_uses_from_draws_of_its_code(few_labels):
     assert stacked.m2_.n_iter_ == 10  # 40 epochs' worth: ten passes over four draws of each item
     means = torch.from_numpy(stacked.m1_.transform(X_test)[:, used]).float()
     logits = stacked.m2_.model_.class_logits(stacked.m2_._model_input(means.numpy())).float()
-    assert np.allclose(stacked.predict_proba(X_test), logits.softmax(-1).detach().numpy(), atol=1e-6)
+    assert np.allclose(stacked.predict_proba(X_test), logits.softmax(-1).detach().cpu().numpy(), atol=1e-6)
     judge = LogisticRegression(max_iter=5000).fit(X, y_all)  # conditional samples, decoded by M1, in their class
     hits = [np.mean(judge.predict(stacked.sample(20, random_state=c, y=c)) == c) for c in range(10)]
     assert np.mean(hits) > 0.7, hits  # measured: 1.0
