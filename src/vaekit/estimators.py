@@ -297,7 +297,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         """Codes (N, latent_dim) float32 -> items in the input's units and layout: the likelihood's mean, or with
         ``draw`` values drawn from it (a hierarchy's lower layers at their conditional means either way)."""
         model, codes = self.model_, torch.from_numpy(z).to(self._device())
-        return self._output(self._in_batches(lambda b: model.observe(model.decode(b), generator, draw), codes))
+        return self._output(self._in_batches(lambda b: model.decode_items(b, generator, draw), codes))
 
     @torch.no_grad()
     def reconstruct(self, X: Any) -> np.ndarray:

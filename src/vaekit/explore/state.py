@@ -119,7 +119,7 @@ class RunState:
                     draw = draw_seed is not None
                     gen = torch.Generator(device=self.device).manual_seed(draw_seed) if draw else None
                     if label is None:
-                        new = self.model.observe(self.model.decode(codes), gen, draw)
+                        new = self.model.decode_items(codes, gen, draw)
                     else:
                         labels = torch.full((len(codes),), label, device=self.device)
                         new = self.model.decode_class(codes, labels, gen, draw)

@@ -55,7 +55,12 @@ class LatentModel(nn.Module):
 
     def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
         """(B, L) -> expected x, shaped like the data (B, *input_shape)."""
-        return self.observe(self.decode(z))
+        return self.decode_items(z)
+
+    def decode_items(self, z: torch.Tensor, generator: torch.Generator | None = None,
+                     draw: bool = False) -> torch.Tensor:
+        """Codes (B, L) -> items (B, *input_shape): the likelihood's mean, or with ``draw`` values drawn from it."""
+        return self.observe(self.decode(z), generator, draw)
 
     def recon_nll(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """-log p(target | z) summed over dimensions, in fp32: z (B, L) or (K, B, L), target (B, ...) -> (B,)
@@ -101,7 +106,7 @@ class LatentModel(nn.Module):
     def sample(self, n: int, generator: torch.Generator | None = None, draw: bool = False) -> torch.Tensor:
         """n new items at codes drawn from the prior: the likelihood's mean, or with ``draw`` values drawn from
         it: (n, *input_shape)."""
-        return self.observe(self.decode(self.sample_prior(n, generator)), generator, draw)
+        return self.decode_items(self.sample_prior(n, generator), generator, draw)
 
     def observe(self, params: torch.Tensor, generator: torch.Generator | None = None,
                 draw: bool = False) -> torch.Tensor:

@@ -103,7 +103,7 @@ class M2(WithPrior, LatentModel):
         class mixture): the likelihood's mean, or with ``draw`` values drawn from it: (n, *input_shape)."""
         z = self.sample_prior(n, generator)
         if label is None:
-            return self.observe(self.decode(z), generator, draw)
+            return self.decode_items(z, generator, draw)
         return self.decode_class(z, label, generator, draw)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
