@@ -174,7 +174,7 @@ def test_cli_trains_m2_from_n_labels_and_reports_accuracy_probes_and_samples_by_
         assert items.shape == (40, 1, 8, 8) and np.mean(clf.predict(items) == k) > 0.6
     capsys.readouterr()
     assert main(["sample", str(run), "--class", "10", "--out", str(tmp_path / "x.npz")]) == 2
-    assert "--class must be a class index in 0..9" in capsys.readouterr().err
+    assert "--class must be one of the run's classes 0, 1, 2, 3, 4, 5, 6, 7, 8, 9; got 10" in capsys.readouterr().err
     assert not (tmp_path / "x.npz").exists()
     assert main(["evaluate", str(run), "--nll"]) == 2  # one line, no wrong number
     assert "importance-sampled" in capsys.readouterr().err
@@ -351,3 +351,25 @@ def test_cutout_blanks_one_square_and_alignment_distrusts_a_batch_that_guesses_o
     one_class[:, 0] = 0.0  # the same confidence, all in class 0: aligned to p(y) = 1/10, no guess is sure enough
     model.class_logits = lambda images: one_class
     assert (model.consistency_loss(x, unlabelled, threshold=0.95) == 0).all()
+
+
+def test_sample_class_takes_the_names_an_estimator_was_fitted_on(few_labels, tmp_path, capsys):
+    """`vaekit sample --class NAME` on a folder an estimator saved after fitting on class names: items of that class,
+    which the model's own classifier names so; a name it was not fitted on is one line, exit 2, nothing written."""
+    from vaekit.cli import main
+
+    X, y_few, *_ = few_labels
+    words = np.array("zero one two three four five six seven eight nine".split(), dtype=object)
+    y_named = np.where(y_few >= 0, words[np.maximum(y_few, 0)], -1).astype(object)
+    clf = vaekit.SemiSupervisedVAE(epochs=30, random_state=0, device="cpu").fit(X, y_named)
+    assert sorted(clf.classes_.tolist()) == sorted(words.tolist())
+    folder = clf.save(tmp_path / "named")
+    assert main(["sample", str(folder), "-n", "40", "--class", "three", "--out", str(tmp_path / "three.npz")]) == 0
+    items = np.load(tmp_path / "three.npz")["x"]
+    assert items.shape == (40, 64) and np.mean(clf.predict(items) == "three") > 0.6
+    assert vaekit.sample(folder, 4, label="seven").shape == (4, 64)
+    capsys.readouterr()
+    assert main(["sample", str(folder), "--class", "3", "--out", str(tmp_path / "x.npz")]) == 2
+    err = capsys.readouterr().err
+    assert "--class must be one of the run's classes eight, five, four, nine, one" in err and err.count("\n") == 1
+    assert not (tmp_path / "x.npz").exists()

@@ -238,22 +238,26 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
 
 
 @torch.no_grad()
-def sample(run: Run, n: int = 64, *, seed: int = 0, draw: bool = False, label: int | None = None) -> np.ndarray:
+def sample(run: Run, n: int = 64, *, seed: int = 0, draw: bool = False, label: Any = None) -> np.ndarray:
     """``n`` new items decoded from the model's prior (a VAE's own: N(0, I), a mixture or the VampPrior, through
     every stochastic layer; an AE's Gaussian fitted to its training codes, saved with it): (n, *item_shape), the
     likelihood's mean, or with ``draw`` values drawn from it (Bernoulli: 0 or 1; autoregressive: pixel by pixel,
     the model's exact samples). ``label``: a model trained on labels (a few-labels run) decodes every item as
-    that class (its index in the run's labels); without it, as the uniform mixture of its classes. Reproducible
-    for a given ``seed``."""
+    that class, one of its ``classes_`` (a dataset's class index, e.g. 3 on MNIST, or a name it was fitted on;
+    given as it is or as its text, as on the command line); without it, as the uniform mixture of its classes.
+    Reproducible for a given ``seed``."""
     if n < 1:
         raise VaekitError(f"number of samples must be at least 1, got {n}")
-    model, _ = load_model(run)
+    estimator = open_run(run)
+    model = estimator.model_
     if label is not None:
         if not model.uses_labels:
             raise VaekitError("--class: this run's model was trained without labels and does not decode by class "
                               "(train with --model m2 to get one that does)")
-        if not 0 <= label < model.cfg.n_classes:
-            raise VaekitError(f"--class must be a class index in 0..{model.cfg.n_classes - 1}, got {label}")
+        names = [str(c) for c in estimator.classes_]
+        if str(label) not in names:
+            raise VaekitError(f"--class must be one of the run's classes {', '.join(names)}; got {label}")
+        label = names.index(str(label))  # the model's class index
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
 

@@ -143,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--draw", action="store_true",
                    help="draw values from p(x | z) instead of showing its mean (for an autoregressive likelihood "
                         "the exact samples, pixel by pixel)")
-    s.add_argument("--class", dest="label", type=int, default=None, metavar="K",
-                   help="a model trained on labels: decode every item as class K (its index in the run's labels; "
-                        "default: the uniform mixture of the classes)")
+    s.add_argument("--class", dest="label", default=None, metavar="CLASS",
+                   help="a model trained on labels: decode every item as this class, as the run's labels name it "
+                        "(a dataset's class index, e.g. 3 on MNIST, or a name an estimator was fitted on; default: "
+                        "the uniform mixture of the classes)")
     r = _run_command(sub, "reconstruct", "test originals above their reconstructions", cmd_reconstruct,
                      inp="data spec to reconstruct instead of the run's test split",
                      out="PNG grid (.png) or arrays (.npz)")
