@@ -120,6 +120,50 @@ def test_a_windowed_autoregressive_likelihood_reads_only_the_rows_above_within_i
                                rtol=0)
 
 
+
+def test_a_windowed_likelihood_of_colour_images_reads_the_same_rows_in_the_planes_before():
+    """A (2, 3, 4) image, window 1: value (c, r, w) reads plane c's row r left of w and row r - 1, and in the planes
+    before c the rows r - 1 .. r + 1 (the place itself and its neighbours), not the last rows of plane c - 1; still a
+    normalised distribution (a (2, 2, 3) image over all 2^12 binary images). A model file from before the per-plane
+    window (no ``window_by_plane``) loads with the raster-row mask its weights were fitted with."""
+    channels, height, width = 2, 3, 4
+    model = build_model(ModelConfig(input_shape=(channels, height, width), hidden=(8,), latent_dim=2,
+                                    likelihood="bernoulli-autoregressive", autoregressive_window=1))
+    likelihood = model.likelihood
+    with torch.no_grad():
+        likelihood.weight.copy_(torch.randn(24, 24, generator=torch.Generator().manual_seed(0)))
+    reads = likelihood.linear() != 0
+    for i in range(24):
+        c, r, w = i // (height * width), i // width % height, i % width
+        expected = {width * (r - 1) + k + c * height * width for k in range(width) if r >= 1}
+        expected |= {width * r + k + c * height * width for k in range(w)}
+        expected |= {c2 * height * width + width * r2 + k for c2 in range(c) for r2 in range(max(r - 1, 0),
+                     min(r + 2, height)) for k in range(width)}
+        assert set(reads[i].nonzero().flatten().tolist()) == expected, i
+    state = model.state_dict()
+    assert int(state["likelihood.window_by_plane"]) == 1
+    old = {k: v for k, v in state.items() if k != "likelihood.window_by_plane"}
+    again = build_model(ModelConfig(input_shape=(channels, height, width), hidden=(8,), latent_dim=2,
+                                    likelihood="bernoulli-autoregressive", autoregressive_window=1))
+    again.load_state_dict(old)
+    raster_row = torch.arange(24) // width  # the old mask: rows counted across the planes
+    by_hand = torch.ones(24, 24).tril(-1).bool() & (raster_row[None, :] >= raster_row[:, None] - 1)
+    assert torch.equal(again.likelihood.linear_mask.bool(), by_hand)
+    again.load_state_dict(state)  # a current file: the per-plane mask
+    assert torch.equal(again.likelihood.linear_mask, likelihood.linear_mask)
+    one_plane = build_model(ModelConfig(input_shape=(1, 4, 3), hidden=(8,), latent_dim=2,
+                                        likelihood="bernoulli-autoregressive", autoregressive_window=1))
+    assert "likelihood.window_by_plane" not in one_plane.state_dict()  # one plane: the two masks are the same
+
+    small = build_model(ModelConfig(input_shape=(2, 2, 3), hidden=(8,), latent_dim=2,
+                                    likelihood="bernoulli-autoregressive", autoregressive_window=1)).likelihood
+    with torch.no_grad():
+        small.weight.copy_(torch.randn(12, 12, generator=torch.Generator().manual_seed(2)))
+    every_x = torch.tensor([[(n >> i) & 1 for i in range(12)] for n in range(2 ** 12)], dtype=torch.float32)
+    logits = torch.randn(12, generator=torch.Generator().manual_seed(1)).expand(2 ** 12, 12)
+    torch.testing.assert_close(small.log_prob(logits, every_x).logsumexp(0), torch.tensor(0.0), atol=1e-4, rtol=0)
+
+
 def _with_units(shape: tuple[int, ...], window: int, units: int):
     """A windowed autoregressive likelihood with ``units`` nonlinear units a value, every weight random."""
     likelihood = build_model(ModelConfig(input_shape=shape, hidden=(8,), latent_dim=2,

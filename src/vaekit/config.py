@@ -108,8 +108,9 @@ class ModelConfig:
     autoregressive_hidden: int = setting(0, "bernoulli-autoregressive: hidden units of the masked layer that reads "
                                             "the values before each one (MADE's); 0 (default): a linear layer only")
     autoregressive_window: int = setting(0, "bernoulli-autoregressive: image rows above each value that its masked "
-                                            "linear layer reads (and the values left of it in its own row); 0 "
-                                            "(default): every value before it")
+                                            "linear layer reads (and the values left of it in its own row; in the "
+                                            "colour planes before its own, the rows within that many of its own); "
+                                            "0 (default): every value before it")
     autoregressive_units: int = setting(0, "bernoulli-autoregressive with a window: nonlinear units per value, "
                                            "each reading the decoder's logit and a masked convolution of the "
                                            "values within the window (weights shared across positions); 0 "

@@ -5,6 +5,7 @@ Modules, so that a likelihood with a learned variance owns its parameter and sav
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +43,8 @@ class AutoregressiveBernoulli(Bernoulli):
 
         logit_i = l_i(z) + sum_{j<i} W_ij x_j + sum_k V_ik relu(sum_{j<d_k} U_kj x_j + c_k),   V_ik = 0 unless d_k <= i.
 
-    With ``window`` R > 0, W_ij = 0 also where x_j lies more than R image rows above x_i (a local receptive field),
+    With ``window`` R > 0, W_ij = 0 also where x_j lies more than R image rows above x_i, or, in an earlier plane of
+    a C > 1 image, more than R rows above or below it (a local receptive field),
     and ``units`` M > 0 adds a small nonlinear layer that lets the decoder set how much the neighbours count:
 
         logit_i += sum_m b_m relu(a_m l_i(z) + e_m context_i + conv_m(x)_i),
@@ -65,22 +67,19 @@ class AutoregressiveBernoulli(Bernoulli):
 
     def __init__(self, dim: int, hidden: int = 0, window: int = 0, image_shape: tuple[int, ...] = (), units: int = 0):
         super().__init__()
-        row_width = image_shape[-1] if image_shape else 0
         # W (D, D), W[i, j] the weight of x_j in x_i's logit, only j < i used (``linear``); V starts at 0 too, so
         # the model begins as the plain Bernoulli one
         self.weight = nn.Parameter(torch.zeros(dim, dim))
         self.hidden = hidden
-        # M (D, D): 1 where x_i reads x_j, only j < i. With a window, also only from x_i's own row (left of it)
-        # and the ``window`` rows above, rows of ``row_width`` values in raster order (PixelCNN's receptive field,
-        # with a weight per position): fewer weights to overfit static MNIST, 28 x 28 with window 2 keeping ~70
-        # of the up to 783 per pixel
-        reads = torch.ones(dim, dim).tril(diagonal=-1).bool()
-        if window:
-            row = torch.arange(dim) // row_width  # (D,)
-            # W is then block-banded, yet kept whole: multiplying each image row by its band alone (14x fewer
-            # multiply-adds for MNIST, R = 1) was measured no faster a training step (bench/README.md, 2026-12-03 (n))
-            reads &= row[None, :] >= row[:, None] - window
-        self.register_buffer("linear_mask", reads.float(), persistent=False)
+        # (C, H, W) for images ((H, W) as one plane), else as given
+        shape = tuple(image_shape)
+        self.dim, self.window = dim, window
+        self.image_shape = (1, *shape) if len(shape) == 2 else shape[-3:] if len(shape) > 3 else shape
+        if window and self._planes() > 1:
+            # saved with the model: 1, the window counts rows within each plane (see _linear_mask); model files
+            # from before 2026-12-04 lack it and load with the mask their weights were fitted with
+            self.register_buffer("window_by_plane", torch.tensor(1))
+        self.register_buffer("linear_mask", self._linear_mask(by_plane=True), persistent=False)
         if hidden:
             # d_k in 1 .. D-1, spread evenly: unit k reads x_0 .. x_{d_k - 1} and feeds x_{d_k} .. x_{D-1}
             degrees = 1 + torch.arange(hidden) * (dim - 1) // hidden  # (H,)
@@ -92,6 +91,39 @@ class AutoregressiveBernoulli(Bernoulli):
         self.units = units
         if units:
             self._build_units(image_shape, window, units)
+
+    def _planes(self) -> int:
+        return self.image_shape[0] if len(self.image_shape) == 3 else 1
+
+    def _linear_mask(self, by_plane: bool) -> torch.Tensor:
+        """M (D, D): 1 where x_i reads x_j, only j < i. With a window R, also only from x_i's own row (left of it)
+        and the R rows above and, in the planes before x_i's, the rows within R of its own (PixelCNN's receptive
+        field, with a weight per position): fewer weights to overfit static MNIST, 28 x 28 with R = 2 keeping ~70
+        of the up to 783 per pixel. ``by_plane`` False: the mask before 2026-12-04, rows counted in raster (C, H, W)
+        order across planes (the same for one plane; for C > 1 the first rows of plane c read the last rows of
+        plane c - 1, not the place itself in the planes before)."""
+        reads = torch.ones(self.dim, self.dim).tril(diagonal=-1).bool()
+        if self.window:
+            width = self.image_shape[-1]
+            plane_size = self.dim // self._planes()
+            index = torch.arange(self.dim)  # (D,)
+            row = index % plane_size // width if by_plane else index // width  # (D,)
+            plane = index // plane_size  # (D,)
+            # W is then block-banded, yet kept whole: multiplying each image row by its band alone (14x fewer
+            # multiply-adds for MNIST, R = 1) was measured no faster a training step (bench/README.md, 2026-12-03 (n))
+            reads &= row[None, :] >= row[:, None] - self.window
+            if by_plane:
+                reads &= (plane[None, :] == plane[:, None]) | (row[None, :] <= row[:, None] + self.window)
+        return reads.float()
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        """As nn.Module's; a windowed C > 1 model file from before the per-plane window (no ``window_by_plane``)
+        loads with the raster-row mask its weights were fitted with."""
+        if hasattr(self, "window_by_plane") and prefix + "window_by_plane" not in state_dict:
+            state_dict[prefix + "window_by_plane"] = torch.tensor(0)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        if hasattr(self, "window_by_plane"):
+            self.linear_mask = self._linear_mask(by_plane=bool(self.window_by_plane)).to(self.weight.device)
 
     def _build_units(self, image_shape: tuple[int, ...], window: int, units: int) -> None:
         """M units a value, each a ReLU of the decoder's logit (scaled), the linear context and a masked convolution
