@@ -293,6 +293,8 @@ def main() -> None:
     p.add_argument("--work", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     if not torch.cuda.is_available():
         sys.exit("bench/gpu.py needs a CUDA GPU")
     if args.worker:

@@ -114,3 +114,20 @@ def test_two_ranks_on_two_gpus_train_over_nccl(tmp_path):
     assert summary["processes"] == 2 and summary["device"].startswith("cuda")
     metrics = runs.read_metrics(tmp_path / "r")
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+
+
+def test_an_old_colour_window_model_loads_its_mask_on_the_gpu():
+    """A C > 1 window model's state from before the per-plane mask (no window_by_plane) loaded into a model on the
+    GPU: the rebuilt mask stays on the GPU, and is the raster-row one."""
+    from vaekit.config import ModelConfig
+    from vaekit.models import build_model
+
+    cfg = ModelConfig(input_shape=(2, 3, 4), hidden=(8,), latent_dim=2, likelihood="bernoulli-autoregressive",
+                      autoregressive_window=1)
+    model = build_model(cfg).cuda()
+    old = {k: v for k, v in model.state_dict().items() if k != "likelihood.window_by_plane"}
+    model.load_state_dict(old)
+    mask = model.likelihood.linear_mask
+    raster_row = torch.arange(24, device="cuda") // 4
+    expected = torch.ones(24, 24, device="cuda").tril(-1).bool() & (raster_row[None, :] >= raster_row[:, None] - 1)
+    assert mask.device.type == "cuda" and torch.equal(mask.bool(), expected)

@@ -120,8 +120,7 @@ def test_a_windowed_autoregressive_likelihood_reads_only_the_rows_above_within_i
                                rtol=0)
 
 
-
-def test_a_windowed_likelihood_of_colour_images_reads_the_same_rows_in_the_planes_before():
+def test_a_windowed_likelihood_of_colour_images_reads_the_same_rows_in_the_planes_before(tmp_path):
     """A (2, 3, 4) image, window 1: value (c, r, w) reads plane c's row r left of w and row r - 1, and in the planes
     before c the rows r - 1 .. r + 1 (the place itself and its neighbours), not the last rows of plane c - 1; still a
     normalised distribution (a (2, 2, 3) image over all 2^12 binary images). A model file from before the per-plane
@@ -151,6 +150,23 @@ def test_a_windowed_likelihood_of_colour_images_reads_the_same_rows_in_the_plane
     assert torch.equal(again.likelihood.linear_mask.bool(), by_hand)
     again.load_state_dict(state)  # a current file: the per-plane mask
     assert torch.equal(again.likelihood.linear_mask, likelihood.linear_mask)
+    # a partial load that leaves the likelihood out changes nothing of it
+    again.load_state_dict({k: v for k, v in old.items() if k.startswith("decoder.")}, strict=False)
+    assert int(again.likelihood.window_by_plane) == 1
+    assert torch.equal(again.likelihood.linear_mask, likelihood.linear_mask)
+    # the same through a model file, as a run folder's is read
+    from safetensors.torch import save_file
+
+    from vaekit import runs
+    cfg = vaekit.RunConfig(model=model.cfg)
+    runs.save_model(tmp_path / "new.safetensors", model, cfg)
+    tensors, metadata = runs.read_safetensors(tmp_path / "new.safetensors")
+    save_file({k: v for k, v in tensors.items() if k != "model.likelihood.window_by_plane"},
+              tmp_path / "old.safetensors", metadata=metadata)
+    loaded = runs.load_model(tmp_path / "old.safetensors")[0]
+    assert torch.equal(loaded.likelihood.linear_mask.bool(), by_hand)
+    loaded = runs.load_model(tmp_path / "new.safetensors")[0]
+    assert torch.equal(loaded.likelihood.linear_mask, likelihood.linear_mask)
     one_plane = build_model(ModelConfig(input_shape=(1, 4, 3), hidden=(8,), latent_dim=2,
                                         likelihood="bernoulli-autoregressive", autoregressive_window=1))
     assert "likelihood.window_by_plane" not in one_plane.state_dict()  # one plane: the two masks are the same

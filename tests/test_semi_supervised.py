@@ -373,3 +373,13 @@ def test_sample_class_takes_the_names_an_estimator_was_fitted_on(few_labels, tmp
     err = capsys.readouterr().err
     assert "--class must be one of the run's classes eight, five, four, nine, one" in err and err.count("\n") == 1
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_class_is_found_by_its_value_or_its_text():
+    """``class_index``, which ``sample(y=...)`` and ``vaekit sample --class`` use: a float class 3.0 is named by 3
+    and by "3" (the command line's text), a name by itself; anything else is None."""
+    clf = vaekit.SemiSupervisedVAE()
+    clf.classes_ = np.array([0.0, 1.5, 3.0])
+    assert [clf.class_index(y) for y in (3, "3", 3.0, "1.5", np.int64(0), "cat", 2)] == [2, 2, 2, 1, 0, None, None]
+    clf.classes_ = np.array(["cat", "dog"], dtype=object)
+    assert [clf.class_index(y) for y in ("dog", "cat", 0, "0")] == [1, 0, None, None]

@@ -254,10 +254,11 @@ def sample(run: Run, n: int = 64, *, seed: int = 0, draw: bool = False, label: A
         if not model.uses_labels:
             raise VaekitError("--class: this run's model was trained without labels and does not decode by class "
                               "(train with --model m2 to get one that does)")
-        names = [str(c) for c in estimator.classes_]
-        if str(label) not in names:
-            raise VaekitError(f"--class must be one of the run's classes {', '.join(names)}; got {label}")
-        label = names.index(str(label))  # the model's class index
+        index = estimator.class_index(label)  # the model's class index
+        if index is None:
+            names = ", ".join(str(c) for c in estimator.classes_)
+            raise VaekitError(f"--class must be one of the run's classes {names}; got {label}")
+        label = index
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
 

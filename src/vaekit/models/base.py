@@ -28,7 +28,9 @@ class LatentModel(nn.Module):
     # the VAE).
     learned_prior: ClassVar[bool] = False
     layered: ClassVar[bool] = False
-    # Buffers a model file may lack (written before they existed); loading keeps their initial values.
+    # Buffers a model file may lack (written before they existed); loading keeps their initial values. (Old files
+    # also load through ``legacy_state``, renamed tensors, and a module's own ``_load_from_state_dict``: the
+    # autoregressive likelihood's window mask.)
     optional_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, cfg: ModelConfig, code_dim: int, decoder_dim: int | None = None):

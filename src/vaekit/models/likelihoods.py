@@ -75,9 +75,10 @@ class AutoregressiveBernoulli(Bernoulli):
         shape = tuple(image_shape)
         self.dim, self.window = dim, window
         self.image_shape = (1, *shape) if len(shape) == 2 else shape[-3:] if len(shape) > 3 else shape
-        if window and self._planes() > 1:
-            # saved with the model: 1, the window counts rows within each plane (see _linear_mask); model files
-            # from before 2026-12-04 lack it and load with the mask their weights were fitted with
+        # a window over C > 1 planes saves which mask it has (1: rows counted within each plane, _linear_mask);
+        # model files from before 2026-12-04 lack it and load with the mask their weights were fitted with
+        self.saves_window_layout = bool(window) and self._planes() > 1
+        if self.saves_window_layout:
             self.register_buffer("window_by_plane", torch.tensor(1))
         self.register_buffer("linear_mask", self._linear_mask(by_plane=True), persistent=False)
         if hidden:
@@ -117,13 +118,16 @@ class AutoregressiveBernoulli(Bernoulli):
         return reads.float()
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
-        """As nn.Module's; a windowed C > 1 model file from before the per-plane window (no ``window_by_plane``)
-        loads with the raster-row mask its weights were fitted with."""
-        if hasattr(self, "window_by_plane") and prefix + "window_by_plane" not in state_dict:
+        """As nn.Module's (the third way old files load, beside a model's ``optional_state`` and ``legacy_state``):
+        the weights of a windowed C > 1 model file from before the per-plane window (no ``window_by_plane``) load
+        with the raster-row mask they were fitted with."""
+        own_weights = prefix + "weight" in state_dict  # not a partial load that leaves the likelihood out
+        if self.saves_window_layout and own_weights and prefix + "window_by_plane" not in state_dict:
             state_dict[prefix + "window_by_plane"] = torch.tensor(0)
         super()._load_from_state_dict(state_dict, prefix, *args)
-        if hasattr(self, "window_by_plane"):
-            self.linear_mask = self._linear_mask(by_plane=bool(self.window_by_plane)).to(self.weight.device)
+        if self.saves_window_layout:
+            # in place: the buffer keeps its device, dtype and identity (a compiled objective holds it)
+            self.linear_mask.copy_(self._linear_mask(by_plane=bool(self.window_by_plane)))
 
     def _build_units(self, image_shape: tuple[int, ...], window: int, units: int) -> None:
         """M units a value, each a ReLU of the decoder's logit (scaled), the linear context and a masked convolution
@@ -134,8 +138,7 @@ class AutoregressiveBernoulli(Bernoulli):
 
         The convolution is a stack of shifted images (one per tap) and a small matmul, not ``conv2d``: on one CPU
         thread the latter's weight gradient took 26 ms a batch of 500 MNIST images, ``unfold`` 13 ms."""
-        channels, height, width = (1, *image_shape) if len(image_shape) == 2 else image_shape[-3:]
-        self.image_shape = (channels, height, width)
+        channels, height, width = self.image_shape
         # the kernel's taps (input plane, row offset, column offset) that some plane's units read: plane c's read
         # plane c only in the rows above and left of the value in its own row, the planes before c in the whole
         # (2 R + 1) x (2 R + 3) window, the planes after c nowhere
