@@ -264,3 +264,30 @@ def test_a_model_of_labels_decodes_a_chosen_class(tmp_path, client):
     assert drawn == m2.post("/api/decode", json={"z": z, "class": 3, "draw": True, "seed": 4}).json()["items"][0]
     answer = client.post("/api/decode", json={"z": z, "class": 3})  # the digits VAE: no classes to decode
     assert answer.status_code == 400 and "does not decode by class" in answer.json()["error"]
+
+
+def test_a_model_fitted_in_python_is_explored_on_the_items_given(tmp_path, capsys):
+    """An estimator fitted on a DataFrame and saved has no test split of its own: `vaekit explore` says so in one
+    line (exit 2) and serves it on ``--input`` items, tables shown with the DataFrame's column names."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_digits
+
+    from vaekit.cli import main
+
+    X = load_digits().data / 16.0
+    columns = [f"px{k}" for k in range(64)]
+    vae = vaekit.VAE(epochs=3, random_state=0, device="cpu").fit(pd.DataFrame(X[:1000], columns=columns))
+    folder = vae.save(tmp_path / "fitted")
+    np.save(tmp_path / "items.npy", X[1000:1200].astype(np.float32))
+    capsys.readouterr()
+    assert main(["explore", str(folder), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "no test split of its own" in err and "--input" in err and err.count("\n") == 1
+    shown = RunState(folder, data=f"npy:{tmp_path / 'items.npy'}")
+    assert shown.latent_means().shape == (200, vae.latent_dim_) and shown.feature_names() == columns
+    with TestClient(build_app(shown)) as client:
+        info = client.get("/api/info").json()
+        assert info["features"] == columns and len(info["points"]) == 200
+        assert info["items"] == f"items of npy:{tmp_path / 'items.npy'}"
+        decoded = client.post("/api/decode", json={"z": [[0.0] * vae.latent_dim_]})
+        assert decoded.status_code == 200

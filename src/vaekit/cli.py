@@ -207,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     xp.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     xp.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     xp.add_argument("--data-dir", help=DATA_DIR_HELP)
+    xp.add_argument("--input", "--data", dest="input",
+                    help="data spec of the items to show instead of the run's test split (a model fitted in Python "
+                         "on an array has none of its own)")
     xp.set_defaults(func=cmd_explore)
     _add_examples(sub)
     return parser
@@ -467,7 +470,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_explore(args: argparse.Namespace) -> int:
     from .explore import explore
 
-    explore(args.run, host=args.host, port=args.port, data_dir=args.data_dir)  # returns on Ctrl-C, after a clean shutdown
+    # returns on Ctrl-C, after a clean shutdown
+    explore(args.run, host=args.host, port=args.port, data_dir=args.data_dir, data=args.input)
     return 0
 
 

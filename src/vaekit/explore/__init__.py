@@ -15,13 +15,14 @@ from typing import Iterator
 from ..errors import VaekitError
 
 
-def make_app(run: str | Path, data_dir: str | Path | None = None):
-    """The explorer's ASGI app for a run folder (for tests, or to mount in another server); its test split is
-    read from ``data_dir`` first (as ``--data-dir``)."""
+def make_app(run: str | Path, data_dir: str | Path | None = None, data: str | None = None):
+    """The explorer's ASGI app for a run folder (for tests, or to mount in another server): the items shown are
+    its test split, read from ``data_dir`` first (as ``--data-dir``), or ``data``, any data spec (as ``--input``;
+    needed for a model fitted in Python on an array, which has no split of its own)."""
     from .app import build_app
     from .state import RunState
 
-    return build_app(RunState(run, data_dir=data_dir))
+    return build_app(RunState(run, data_dir=data_dir, data=data))
 
 
 def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
@@ -43,7 +44,8 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
 
-def explore(run: str | Path, host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path | None = None) -> None:
+def explore(run: str | Path, host: str = "127.0.0.1", port: int = 8000, data_dir: str | Path | None = None,
+            data: str | None = None) -> None:
     """Serve the explorer for ``run`` on http://host:port/ until Ctrl-C (then return normally).
 
     Bound to 127.0.0.1 unless ``host`` says otherwise: the page can decode but not change anything, yet
@@ -56,7 +58,7 @@ def explore(run: str | Path, host: str = "127.0.0.1", port: int = 8000, data_dir
     """
     import uvicorn
 
-    app = make_app(run, data_dir)  # load first: a bad run folder fails before anything listens
+    app = make_app(run, data_dir, data)  # load first: a bad run folder fails before anything listens
     sock = bind(host, port)
     print(f"explore {run} at {url_of(sock)}  (Ctrl-C stops)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
@@ -70,15 +72,15 @@ def explore(run: str | Path, host: str = "127.0.0.1", port: int = 8000, data_dir
 
 
 @contextmanager
-def running(run: str | Path, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None
-            ) -> Iterator[str]:
+def running(run: str | Path, host: str = "127.0.0.1", port: int = 0, data_dir: str | Path | None = None,
+            data: str | None = None) -> Iterator[str]:
     """Serve the explorer on a background thread while the ``with`` block runs; yields its URL.
 
     For notebooks, tests and benchmarks: ``with running(run) as url: ...``; port 0 picks a free port.
     """
     import uvicorn
 
-    app = make_app(run, data_dir)
+    app = make_app(run, data_dir, data)
     sock = bind(host, port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -137,7 +137,7 @@ def _info(state: RunState) -> dict:
         "run": state.run_dir.name, "dataset": state.cfg.data.dataset, "model": state.cfg.model.model,
         "kind": "image" if state.is_image else "table", "item_shape": list(state.cfg.model.input_shape),
         "features": None if state.is_image else state.feature_names(),
-        "latent_dim": state.latent_dim, "z_bound": state.z_bound,
+        "latent_dim": state.latent_dim, "z_bound": state.z_bound, "items": state.items_name,
         "points": np.round(state.points.astype(np.float64), 4).tolist(), "labels": None if labels is None else labels.tolist(),
         "class_names": state.class_names(), "axis_names": state.axis_names,
         "conditional_classes": state.conditional_classes, "approximate_mean": state.approximate_mean,

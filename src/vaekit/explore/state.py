@@ -17,9 +17,10 @@ import torch
 
 from .. import latent, runs
 from ..anomaly import score_items
-from ..data import data_for_run, load_splits, parse_spec
+from ..api import input_data, open_run
+from ..data import IN_MEMORY, parse_spec
 from ..runs import PICTURE_FILES, REPORT_FILE, SUMMARY_FILE
-from ..tensors import as_tensor, model_input, pick_device
+from ..tensors import as_tensor, model_input
 
 MAX_SLIDERS = 32
 Z_BOUND = 10.0  # |z| a client may ask to decode: 10 prior standard deviations (an AE: wider, see z_bound)
@@ -30,11 +31,18 @@ CACHE_DECIMALS = 4  # codes are rounded before decoding, so a repeated point is 
 class RunState:
     """A loaded run: its model, the test split's codes and their 2-D view, and the run folder's files."""
 
-    def __init__(self, run_dir: str | Path, device: str = "auto", data_dir: str | Path | None = None):
+    def __init__(self, run_dir: str | Path, device: str = "auto", data_dir: str | Path | None = None,
+                 data: str | None = None):
         self.run_dir = Path(run_dir)
-        self.model, self.cfg, self.standardizer = runs.load_model(self.run_dir, pick_device(device))
+        estimator = open_run(self.run_dir, device)
+        self.model, self.cfg, self.standardizer = estimator.model_, estimator.config_, estimator.standardizer_
+        # a table's column names when the estimator was fitted on a DataFrame (scikit-learn's attribute)
+        self.fitted_feature_names = getattr(estimator, "feature_names_in_", None)
         self.device = next(self.model.parameters()).device
-        self.test = load_splits(data_for_run(self.cfg.data, data_dir)).test
+        # the items shown: the run's test split, or ``data`` (any data spec), which a model fitted in Python on
+        # an in-memory array needs (it has no split of its own); tables standardised as the model's were
+        self.test = input_data(estimator, data, data_dir=data_dir)
+        self.items_name = "test items" if data is None else f"items of {self.test.name}"  # what the page calls them
         self.latent_dim = self.cfg.model.latent_dim
         self.is_image = len(self.cfg.model.input_shape) == 3
         x = as_tensor(self.test, self.device)
@@ -168,7 +176,9 @@ class RunState:
     def feature_names(self) -> list[str]:
         """A table's column names (from the run's own CSV when it is still there), else f1, f2, ..."""
         d = int(np.prod(self.cfg.model.input_shape))
-        kind, arg = parse_spec(self.cfg.data.dataset)
+        if self.fitted_feature_names is not None and len(self.fitted_feature_names) == d:
+            return [str(n) for n in self.fitted_feature_names]
+        kind, arg = parse_spec(self.cfg.data.dataset) if self.cfg.data.dataset != IN_MEMORY else ("array", None)
         if kind == "csv" and arg:
             try:
                 from ..data.formats import read_csv

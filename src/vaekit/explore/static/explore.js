@@ -345,7 +345,9 @@ function showHeader() {
   document.title = "vaekit explore: " + info.run;
   $("run-name").textContent = info.run;
   $("run-line").textContent = `${info.dataset}, ${info.model}, latent dim ${info.latent_dim}, ` +
-    `${info.points.length} test items`;
+    `${info.points.length} ${info.items}`;
+  $("scatter-title").textContent = `Latent space: latent means of the ${info.items}`;
+  $("extremes-title").textContent = `Strangest and most ordinary ${info.items}`;
   $("plane-note").textContent = info.latent_dim > 2
     ? "The plane is the first two principal components of the latent means. A point p of it decodes " +
       "from z = mean + PC1·p1 + PC2·p2: the other principal directions stay at the mean."
