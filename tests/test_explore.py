@@ -250,7 +250,8 @@ def test_a_model_of_labels_decodes_a_chosen_class(tmp_path, client):
     run = tmp_path / "m2"
     vaekit.train(dataset="digits", model="m2", labels=50, epochs=5, run_dir=run, progress=False, pictures=False)
     m2 = TestClient(build_app(RunState(run)))
-    assert m2.get("/api/info").json()["conditional_classes"] == 10
+    info = m2.get("/api/info").json()
+    assert info["conditional_classes"] == 10 and info["conditional_class_names"] == [str(k) for k in range(10)]
     z = [[0.0] * 20]
     threes = _pixels(m2.post("/api/decode", json={"z": z, "class": 3}).json()["items"][0], (1, 8, 8))
     sevens = _pixels(m2.post("/api/decode", json={"z": z, "class": 7}).json()["items"][0], (1, 8, 8))
@@ -290,4 +291,25 @@ def test_a_model_fitted_in_python_is_explored_on_the_items_given(tmp_path, capsy
         assert info["features"] == columns and len(info["points"]) == 200
         assert info["items"] == f"items of npy:{tmp_path / 'items.npy'}"
         decoded = client.post("/api/decode", json={"z": [[0.0] * vae.latent_dim_]})
+        assert decoded.status_code == 200
+
+
+def test_a_model_of_labels_fitted_on_names_offers_them_to_decode(tmp_path):
+    """An M2 estimator fitted on class names ("zero" .. "nine") and explored on given items: the page's decode-by-class
+    choices are its classes by name, in its class order, and a chosen class decodes; a CLI run's are the data's."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    words = np.array("zero one two three four five six seven eight nine".split(), dtype=object)
+    named = np.full(len(y), -1, dtype=object)
+    named[:300] = words[y[:300]]
+    clf = vaekit.SemiSupervisedVAE(epochs=3, random_state=0, device="cpu").fit(X, named)
+    folder = clf.save(tmp_path / "m2")
+    np.save(tmp_path / "items.npy", X[1500:].astype(np.float32))
+    with TestClient(build_app(RunState(folder, data=f"npy:{tmp_path / 'items.npy'}"))) as client:
+        info = client.get("/api/info").json()
+        assert info["conditional_class_names"] == sorted(words.tolist()) == clf.classes_.tolist()
+        three = info["conditional_class_names"].index("three")
+        decoded = client.post("/api/decode", json={"z": [[0.0] * clf.latent_dim_], "class": three})
         assert decoded.status_code == 200

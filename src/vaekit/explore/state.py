@@ -38,6 +38,9 @@ class RunState:
         self.model, self.cfg, self.standardizer = estimator.model_, estimator.config_, estimator.standardizer_
         # a table's column names when the estimator was fitted on a DataFrame (scikit-learn's attribute)
         self.fitted_feature_names = getattr(estimator, "feature_names_in_", None)
+        # a model of labels: the classes it was fitted on (scikit-learn's attribute; a CLI run's are 0..K-1)
+        classes = getattr(estimator, "classes_", None)
+        self.fitted_classes = None if classes is None else [str(c) for c in classes]
         self.device = next(self.model.parameters()).device
         # the items shown: the run's test split, or ``data`` (any data spec), which a model fitted in Python on
         # an in-memory array needs (it has no split of its own); tables standardised as the model's were
@@ -95,6 +98,18 @@ class RunState:
     def conditional_classes(self) -> int:
         """How many classes a conditional model (one trained on labels, e.g. M2) decodes with; 0 for others."""
         return self.cfg.model.n_classes if self.model.uses_labels else 0
+
+    @property
+    def conditional_class_names(self) -> list[str] | None:
+        """The names of the classes a conditional model decodes, in its class order: those it was fitted on
+        (e.g. "cat", "dog"), or, where those are its class indices (a CLI run), the data's class names."""
+        if not self.conditional_classes:
+            return None
+        indices = [str(k) for k in range(self.conditional_classes)]
+        if self.fitted_classes is not None and self.fitted_classes != indices:
+            return self.fitted_classes
+        names = self.class_names()
+        return names[:self.conditional_classes] if names and len(names) >= self.conditional_classes else indices
 
     @property
     def approximate_mean(self) -> bool:

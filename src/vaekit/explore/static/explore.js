@@ -357,7 +357,7 @@ function showHeader() {
   if (info.conditional_classes) {  // a model of labels: decode a chosen class, or the mixture of all
     const choices = [["", "all (mixture)"]];
     for (let k = 0; k < info.conditional_classes; k++) {
-      choices.push([String(k), info.class_names && info.class_names[k] !== undefined ? info.class_names[k] : String(k)]);
+      choices.push([String(k), info.conditional_class_names[k]]);
     }
     $("decode-class").replaceChildren(...choices.map(([value, text]) => {
       const option = document.createElement("option");
