@@ -91,7 +91,7 @@ class AutoregressiveBernoulli(Bernoulli):
             self.hidden_out = nn.Parameter(torch.zeros(dim, hidden))  # V (D, H)
         self.units = units
         if units:
-            self._build_units(image_shape, window, units)
+            self._build_units(window, units)
 
     def _planes(self) -> int:
         return self.image_shape[0] if len(self.image_shape) == 3 else 1
@@ -129,7 +129,7 @@ class AutoregressiveBernoulli(Bernoulli):
             # in place: the buffer keeps its device, dtype and identity (a compiled objective holds it)
             self.linear_mask.copy_(self._linear_mask(by_plane=bool(self.window_by_plane)))
 
-    def _build_units(self, image_shape: tuple[int, ...], window: int, units: int) -> None:
+    def _build_units(self, window: int, units: int) -> None:
         """M units a value, each a ReLU of the decoder's logit (scaled), the linear context and a masked convolution
         of the values around it; their weighted sum joins the logit. The convolution reads the ``window`` rows
         above and the value's own row left of it, ``window`` + 1 columns either side (PixelCNN's mask A, van den
