@@ -18,6 +18,7 @@ from .errors import VaekitError
 Binarize = Literal["none", "dynamic"]
 Likelihood = Literal["auto", "bernoulli", "bernoulli-autoregressive", "gaussian", "gaussian-learned"]
 Arch = Literal["mlp", "conv"]
+AutoregressiveOrder = Literal["rows", "columns"]  # --autoregressive-order: models/likelihoods.py
 Optimizer = Literal["adam", "rmsprop"]
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -115,6 +116,10 @@ class ModelConfig:
                                            "each reading the decoder's logit and a masked convolution of the "
                                            "values within the window (weights shared across positions); 0 "
                                            "(default): none")
+    autoregressive_order: AutoregressiveOrder = setting(
+        "rows", "bernoulli-autoregressive on images: the order the values condition on each other, rows (default: "
+                "raster order, each row left to right, top to bottom) or columns (each column top to bottom, left to "
+                "right: the image transposed); a window then counts columns")
     gaussian_sigma: float = setting(1.0, "fixed sigma of the gaussian likelihood (the start of gaussian-learned; "
                                          "default 1)")
     arch: Arch = setting("mlp", "mlp (default) or conv (images)")

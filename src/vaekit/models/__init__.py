@@ -40,6 +40,11 @@ def build_model(cfg: ModelConfig) -> nn.Module:
     if cfg.autoregressive_window and len(cfg.input_shape) < 2:
         raise VaekitError(f"--autoregressive-window counts image rows; the data are vectors of "
                           f"{cfg.input_shape[0] if cfg.input_shape else 0} values, not images")
+    if cfg.autoregressive_order != "rows" and (cfg.likelihood != "bernoulli-autoregressive"
+                                               or len(cfg.input_shape) < 2):
+        raise VaekitError(f"--autoregressive-order {cfg.autoregressive_order} orders the values of an image under "
+                          f"--likelihood bernoulli-autoregressive; here the likelihood is {cfg.likelihood} on items "
+                          f"of shape {tuple(cfg.input_shape)}")
     if cfg.autoregressive_units < 0:
         raise VaekitError(f"--autoregressive-units must be >= 0, got {cfg.autoregressive_units}")
     if cfg.autoregressive_units and not cfg.autoregressive_window:

@@ -44,7 +44,10 @@ class AutoregressiveBernoulli(Bernoulli):
         logit_i = l_i(z) + sum_{j<i} W_ij x_j + sum_k V_ik relu(sum_{j<d_k} U_kj x_j + c_k),   V_ik = 0 unless d_k <= i.
 
     With ``window`` R > 0, W_ij = 0 also where x_j lies more than R image rows above x_i, or, in an earlier plane of
-    a C > 1 image, more than R rows above or below it (a local receptive field),
+    a C > 1 image, more than R rows above or below it (a local receptive field). With ``order`` "columns" all of
+    this holds for the image transposed, (C, W, H): the values go column by column and a window counts columns.
+    The transposed order sees other neighbours before each value (the column left of it, not the row above): a
+    model of each order errs on other images, which a mixture of the two can use (``vaekit.evaluate``),
     and ``units`` M > 0 adds a small nonlinear layer that lets the decoder set how much the neighbours count:
 
         logit_i += sum_m b_m relu(a_m l_i(z) + e_m context_i + conv_m(x)_i),
@@ -65,7 +68,8 @@ class AutoregressiveBernoulli(Bernoulli):
     name = "bernoulli-autoregressive"
     sequential_mean = True
 
-    def __init__(self, dim: int, hidden: int = 0, window: int = 0, image_shape: tuple[int, ...] = (), units: int = 0):
+    def __init__(self, dim: int, hidden: int = 0, window: int = 0, image_shape: tuple[int, ...] = (), units: int = 0,
+                 order: str = "rows"):
         super().__init__()
         # W (D, D), W[i, j] the weight of x_j in x_i's logit, only j < i used (``linear``); V starts at 0 too, so
         # the model begins as the plain Bernoulli one
@@ -75,6 +79,17 @@ class AutoregressiveBernoulli(Bernoulli):
         shape = tuple(image_shape)
         self.dim, self.window = dim, window
         self.image_shape = (1, *shape) if len(shape) == 2 else shape[-3:] if len(shape) > 3 else shape
+        # "columns": everything below works on the transposed image, the values gathered into its raster order at
+        # the boundary (log_prob, mean, draw); order_index[p] is the value at place p of that order
+        self.order = order
+        if order == "columns" and len(self.image_shape) == 3:
+            channels, height, width = self.image_shape
+            index = torch.arange(dim).view(channels, height, width).transpose(1, 2).flatten()  # (D,)
+            self.register_buffer("order_index", index, persistent=False)
+            self.register_buffer("order_inverse", index.argsort(), persistent=False)
+            self.image_shape = (channels, width, height)
+        else:
+            self.order_index = self.order_inverse = None
         # a window over C > 1 planes saves which mask it has (1: rows counted within each plane, _linear_mask);
         # model files from before 2026-12-04 lack it and load with the mask their weights were fitted with
         self.saves_window_layout = bool(window) and self._planes() > 1
@@ -217,22 +232,32 @@ class AutoregressiveBernoulli(Bernoulli):
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Logits l(z) (..., B, D) and x (B, D) -> log p(x | z) (..., B): the Bernoulli log-probability of x at
-        its conditional logits (``logits``)."""
+        its conditional logits (``logits``), summed over the values in any order."""
+        params, x = self._ordered(params), self._ordered(x)
         return super().log_prob(self.logits(params, x), x)
+
+    def _ordered(self, values: torch.Tensor) -> torch.Tensor:
+        """(..., D) in the image's raster order -> (..., D) in the order the values condition on each other
+        (the same tensor for "rows"). ``logits``, ``context`` and ``linear`` work in the latter."""
+        return values if self.order_index is None else values[..., self.order_index]
+
+    def _unordered(self, values: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``_ordered``: (..., D) back in the image's raster order."""
+        return values if self.order_inverse is None else values[..., self.order_inverse]
 
     @torch.no_grad()
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """Pictures: each value's probability given the probabilities before it (the mean-field approximation of
         E[x | z], one value at a time in raster order; the exact mean needs sampling): (..., D) -> (..., D). The
         hidden units' inputs grow by one value a step, so the whole pass costs about one ``context``."""
-        return self._in_raster_order(params)
+        return self._unordered(self._in_raster_order(self._ordered(params)))
 
     @torch.no_grad()
     def draw(self, params: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Values drawn from p(x | z) by ancestral sampling: x_0 from its logit, then each x_i given the values
         drawn before it, in raster order; exact, where ``mean`` is an approximation: (..., D) -> (..., D) of 0 and 1.
         """
-        return self._in_raster_order(params, draw=True, generator=generator)
+        return self._unordered(self._in_raster_order(self._ordered(params), draw=True, generator=generator))
 
     def _in_raster_order(self, params: torch.Tensor, draw: bool = False,
                          generator: torch.Generator | None = None) -> torch.Tensor:
@@ -310,7 +335,8 @@ LIKELIHOODS = {
     "bernoulli-autoregressive": lambda cfg: AutoregressiveBernoulli(math.prod(cfg.input_shape),
                                                                     cfg.autoregressive_hidden,
                                                                     cfg.autoregressive_window, cfg.input_shape,
-                                                                    cfg.autoregressive_units),
+                                                                    cfg.autoregressive_units,
+                                                                    cfg.autoregressive_order),
     "gaussian": lambda cfg: Gaussian(cfg.gaussian_sigma),
     "gaussian-learned": lambda cfg: Gaussian(cfg.gaussian_sigma, learned=True),
 }
