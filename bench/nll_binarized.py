@@ -2,7 +2,8 @@
 
     python bench/nll_binarized.py [--minutes 60] [--k 5000] [--nll-items 10000] [--conv-nll-items 2000]
                                   [--models mlp,conv,iwae,conv-iwae,vamp,hvae-vamp,...] [--binarize dynamic]
-                                  [--threads N]
+                                  [--threads N] [--keep DIR [--train-only]]
+    python bench/nll_binarized.py --mixture DIR/A,DIR/B [--threads N]   # the uniform mixture of two kept runs
 
 Each model trains within a wall-clock budget (``--minutes``, at most 60 on the 2-core CPU) with Adam at a
 constant 1e-3, batch 128 (unless its settings below say otherwise), and keeps the epoch with the best validation
@@ -12,6 +13,10 @@ CPU), a seeded random subset when fewer than all. Prints the table beside publis
 and writes JSON; rows of models not run this time are kept from the existing JSON, each with its own budget and
 item count. With ``--binarize dynamic`` the training pixels are drawn afresh each batch from MNIST's grey
 levels (the test set once, seeded), and the JSON is ``nll_dynamic.json``.
+
+A mixture in one CPU hour: two models trained side by side, one thread each (``--keep DIR --train-only``, one
+process per model), then ``--mixture`` scores their uniform mixture p(x) = (p_A(x) + p_B(x)) / 2 and each member
+on the same test images (``vaekit.evaluate`` of both runs).
 """
 from __future__ import annotations
 
@@ -244,6 +249,39 @@ MODELS = {
     "hvae-vamp-iwae": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
                            iw_samples=5),
 }
+
+
+def score_mixture(args: argparse.Namespace) -> dict[str, dict]:
+    """The row of ``--mixture A,B``: the uniform mixture of the kept runs A and B (``vaekit.evaluate`` of both),
+    scored on the test images (a seeded subset when ``--nll-items`` is fewer), with each member's own figures."""
+    from vaekit import runs as run_files
+
+    paths = [Path(run) for run in args.mixture.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        x = vaekit.input_data(paths[0]).x
+        n = min(len(x), args.nll_items)
+        x = x[np.sort(np.random.default_rng(0).choice(len(x), n, replace=False))]  # as for one model, below
+        np.save(Path(tmp) / "test.npy", x)
+        started = time.perf_counter()
+        ev = vaekit.evaluate([str(p) for p in paths], f"npy:{Path(tmp) / 'test.npy'}", nll=True, k=args.k,
+                             progress=True)
+    members = []
+    for path, result in zip(paths, ev.pop("members")):
+        metrics = run_files.read_metrics(path)
+        summary = json.loads((path / run_files.SUMMARY_FILE).read_text())
+        members.append({"run": path.name, **result, "epochs": len(metrics), "train_seconds": summary["wall_seconds"],
+                        "machine": summary["machine"],
+                        "curve": [[m["epoch"], round(m["train_loss"], 3),
+                                   round(m["val_loss"], 3) if "val_loss" in m else None]
+                                  for i, m in enumerate(metrics) if i % 10 == 9 or i == len(metrics) - 1]})
+        print(f"  {path.name}: {len(metrics)} epochs, test NLL {result['nll']:.2f} +- {result['nll_stderr']:.2f}, "
+              f"-ELBO {result['loss']:.2f}", flush=True)
+    name = "mixture: " + " + ".join(p.name for p in paths)
+    print(f"{name}: test NLL {ev['nll']:.2f} +- {ev['nll_stderr']:.2f} nats (k={args.k} per member, {ev['n']} "
+          f"items, {time.perf_counter() - started:.0f} s)", flush=True)
+    return {name: {**ev, "members": members, "eval_seconds": time.perf_counter() - started,
+                   "threads": torch.get_num_threads(), "machine": describe_machine(),
+                   "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
 
 
 def main() -> None:

@@ -246,10 +246,26 @@ CASES = [
      "holds files other than numbered PNGs"),
     ("empty-codes", lambda t, s, r: ["decode", str(r), "--input", str(_npy(t, "c.npy", np.zeros((0, 20), np.float32))),
                                      "--out", OUT + "/d.npz"], "with N >= 1, got (0, 20)"),
+    ("mixture-without-nll", lambda t, s, r: ["evaluate", str(r), str(r)],
+     "several runs are scored as their uniform mixture, by -log p(x): pass --nll"),
+    ("mixture-of-other-items", lambda t, s, r: ["evaluate", str(r), str(_table_run(t)), "--nll", "--k", "2"],
+     "table-run: a mixture's runs must score the same items; this run's"),
+    ("autoregressive-order-without-it", lambda t, s, r: _train("digits", "--autoregressive-order", "columns"),
+     "--autoregressive-order columns orders the values of an image under --likelihood bernoulli-autoregressive; "
+     "here the likelihood is bernoulli"),
     ("input-shape-mismatch", lambda t, s, r: ["evaluate", str(r), "--data",
                                               f"npy:{_npy(t, 'big.npy', np.zeros((4, 28, 28), np.float32))}"],
      "the model expects (1, 8, 8)"),
 ]
+
+
+def _table_run(tmp: Path) -> Path:
+    """A VAE of a small table (one epoch): other items than a digits run's."""
+    import vaekit
+    rows = "\n".join(f"{i % 7},{i % 3},{i % 5}" for i in range(40))
+    vaekit.train(dataset=_csv(tmp, "a,b,c\n" + rows + "\n"), epochs=1, hidden=(8,), latent_dim=2,
+                 run_dir=tmp / "table-run", progress=False, pictures=False)
+    return tmp / "table-run"
 
 
 def _user_folder(tmp: Path) -> Path:

@@ -329,6 +329,16 @@ def test_the_autoregressive_likelihood_and_its_window_are_parameters_of_the_esti
     np.testing.assert_array_equal(drawn, vae.sample(3, random_state=0, draw=True))
     with pytest.raises(vaekit.VaekitError, match="--autoregressive-window counts image rows"):
         vaekit.VAE(epochs=1, likelihood="bernoulli-autoregressive", autoregressive_window=1).fit(digits)
+    # in column order (the image transposed) pixel (1, 1) reads (0, 1) above it and the column left of it, (2, 0)
+    # included, and not (0, 2): the rows-order reads, transposed
+    columns = vaekit.VAE(latent_dim=4, hidden=(64,), epochs=2, likelihood="bernoulli-autoregressive",
+                         autoregressive_window=1, autoregressive_order="columns", free_bits=0.5,
+                         random_state=0).fit(images)
+    likelihood = columns.model_.likelihood
+    assert columns.config_.model.autoregressive_order == "columns"
+    reads = likelihood._unordered(likelihood._unordered(likelihood.linear()).t()).t() != 0  # (64, 64), raster
+    assert reads[9, 1] and reads[9, 8] and reads[9, 16] and not reads[9, 2]
+    assert columns.sample(2, random_state=0, draw=True).shape == (2, 8, 8)
     labels = np.where(np.arange(len(digits)) < 100, load_digits().target, -1)
     m1m2 = vaekit.SemiSupervisedVAE(m1_latent_dim=4, hidden=(32,), epochs=2, likelihood="bernoulli-autoregressive",
                                     autoregressive_window=1, random_state=0).fit(images, labels)

@@ -117,6 +117,29 @@ def test_nll_estimate_is_never_worse_than_the_elbo_on_a_trained_model(digits_run
     assert 0 < result["nll_stderr"] < 1.0
 
 
+def test_several_runs_are_scored_as_their_uniform_mixture(digits_run, tmp_path, capsys):
+    """A run mixed with itself is that run (log((p + p) / 2) = log p); two different runs mix to a lower NLL than
+    their mean (log of a mean >= the mean of logs, item by item), each member's own result kept beside; the CLI
+    prints each run and the mixture."""
+    from vaekit.cli import main
+    alone = vaekit.evaluate(digits_run, nll=True, k=200)
+    itself = vaekit.evaluate([digits_run, digits_run], nll=True, k=200)
+    assert itself["nll"] == pytest.approx(alone["nll"], abs=1e-6)
+    assert itself["members"] == [alone, alone] and itself["n"] == alone["n"] == 360
+    other = tmp_path / "seed1"
+    vaekit.train(dataset="digits", epochs=8, seed=1, hidden=(64,), run_dir=other, progress=False, pictures=False)
+    mixed = vaekit.evaluate([digits_run, str(other)], nll=True, k=200)
+    members = [m["nll"] for m in mixed["members"]]
+    assert members[0] == pytest.approx(alone["nll"], abs=1e-6) and abs(members[1] - members[0]) > 0.5
+    # strictly below the members' mean (the two disagree on some items), and at most log 2 above the better one
+    assert mixed["nll"] < sum(members) / 2 - 0.01 and mixed["nll"] <= min(members) + math.log(2)
+    assert 0 < mixed["nll_stderr"] < 1.0 and mixed["bits_per_dim"] == pytest.approx(mixed["nll"] / (64 * math.log(2)))
+    assert main(["evaluate", str(digits_run), str(other), "--nll", "--k", "200"]) == 0
+    printed = capsys.readouterr().out
+    assert f"the uniform mixture of the 2 runs: -log p(x) ~= {mixed['nll']:.3f}" in printed
+    assert f"{other}: -log p(x) ~= {members[1]:.3f}" in printed
+
+
 def test_kl_weight_schedule():
     assert kl_weight(TrainConfig(beta=2.0, kl_warmup=4), 1.0) == 0.5
     assert kl_weight(TrainConfig(beta=2.0, kl_warmup=4), 9.0) == 2.0

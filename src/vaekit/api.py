@@ -171,9 +171,9 @@ def _items(cfg: RunConfig, standardizer, data: str | None, split: str = "test") 
     return items
 
 
-def evaluate(run: Run, data: str | None = None, *, seed: int = 0, batch_size: int = 1000,
-             nll: bool = False, k: int = 5000, precision: str = "auto", progress: bool = False,
-             device: str = "auto", data_dir: str | Path | None = None) -> dict[str, float]:
+def evaluate(run: Run | list[Run] | tuple[Run, ...], data: str | None = None, *, seed: int = 0,
+             batch_size: int = 1000, nll: bool = False, k: int = 5000, precision: str = "auto",
+             progress: bool = False, device: str = "auto", data_dir: str | Path | None = None) -> dict[str, Any]:
     """Mean per-sample negative ELBO (``loss``), reconstruction and KL on the run's test split (or ``data``).
 
     With ``nll``, also the importance-sampled estimate of -log p(x) with ``k`` samples per item (seeded):
@@ -186,7 +186,27 @@ def evaluate(run: Run, data: str | None = None, *, seed: int = 0, batch_size: in
     (seeded) against the clean items, as in its training and validation; ``clean_loss``, ``clean_recon`` and
     ``clean_kl`` are the same terms with the encoder reading the clean items, the bound on -log p(x) that the NLL
     (of the clean items) tightens.
+
+    A list of runs (models of the same items) is scored as their uniform mixture p(x) = (1/M) sum_m p_m(x), a
+    density model of its own: ``nll`` is then the mixture's, from the members' per-item estimates,
+    -log p(x) ~= -log((1/M) sum_m p_m^(x)) (each p_m^ unbiased, so their mean is too and the estimate stays a
+    stochastic upper bound on -log p(x), as each member's is), and ``members`` holds each run's own result. It
+    needs ``nll``: the ELBO terms are each member's. Models trained side by side on one CPU thread each mix to a
+    lower NLL than one model on both threads (bench/README.md, issue #17).
     """
+    if isinstance(run, (list, tuple)):
+        if len(run) == 1:
+            run = run[0]
+        else:
+            return _evaluate_mixture(list(run), data, seed=seed, batch_size=batch_size, nll=nll, k=k,
+                                     precision=precision, progress=progress, device=device, data_dir=data_dir)
+    return _evaluate_one(run, data, seed=seed, batch_size=batch_size, nll=nll, k=k, precision=precision,
+                         progress=progress, device=device, data_dir=data_dir)[0]
+
+
+def _evaluate_one(run: Run, data: str | None, *, seed: int, batch_size: int, nll: bool, k: int, precision: str,
+                  progress: bool, device: str, data_dir: str | Path | None) -> tuple[dict[str, Any], np.ndarray | None]:
+    """``evaluate`` of one run, and its per-item -log p(x) estimates (N,) with ``nll`` (else None)."""
     _, model, cfg, standardizer = _open(run, data_dir, device)
     items = _items(cfg, standardizer, data)
     x = as_tensor(items, next(model.parameters()).device)
@@ -198,18 +218,46 @@ def evaluate(run: Run, data: str | None = None, *, seed: int = 0, batch_size: in
     if cfg.data.noise:
         clean = evaluate_terms(model, x, batch_size, seed=seed)
         result.update({f"clean_{name}": value for name, value in clean.items()})
+    per_item = None
     if nll:
-        result.update(_nll(model, x, k, seed, precision, progress))
-    return result
+        per_item, bf16 = _nll(model, x, k, seed, precision, progress)
+        result.update(_nll_summary(per_item, math.prod(x.shape[1:]), k, bf16))
+    return result, per_item
 
 
-def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: str, progress: bool
-         ) -> dict[str, float]:
-    from tqdm.auto import tqdm
+def _evaluate_mixture(runs_: list[Run], data: str | None, *, nll: bool, **options: Any) -> dict[str, Any]:
+    """The uniform mixture of ``runs_`` (``evaluate``): each member scored on the same items with the same seed,
+    then log p(x) = logsumexp_m log p_m(x) - log M per item. The members' items are checked before any is scored."""
+    if not nll:
+        raise VaekitError("several runs are scored as their uniform mixture, by -log p(x): pass --nll (the ELBO "
+                          "terms are each model's own; evaluate one run for them)")
+    members = [open_run(run, options["device"]) for run in runs_]  # each loaded once
+    first = None
+    for run, member in zip(runs_, members):
+        _check_nll(member.model_, options["k"], options["precision"])
+        cfg = _for_command(member.config_, options["data_dir"])
+        items = _items(cfg, member.standardizer_, data)
+        if first is None:
+            first = (items, cfg.data.binarize)
+            continue
+        name = run if isinstance(run, (str, Path)) else type(run).__name__
+        if not (len(items) == len(first[0]) and np.array_equal(np.asarray(items.x), np.asarray(first[0].x))):
+            raise VaekitError(f"{name}: a mixture's runs must score the same items; this run's {items.name} "
+                              f"({len(items)} items) are not the first run's (give them with --input)")
+        if cfg.data.binarize != first[1]:
+            raise VaekitError(f"{name}: a mixture's runs must read their items alike; this run binarizes "
+                              f"{cfg.data.binarize!r}, the first {first[1]!r}")
+    scored = [_evaluate_one(member, data, nll=True, **options) for member in members]
+    log_p = -np.stack([per_item for _, per_item in scored]).astype(np.float64)  # (M, N) per-item log p_m(x)
+    log_mix = np.logaddexp.reduce(log_p, axis=0) - math.log(len(members))  # (N,)
+    one = scored[0][0]
+    summary = _nll_summary(-log_mix, math.prod(members[0].config_.model.input_shape), one["k"],
+                           one["nll_precision"] == "bf16")
+    return {**summary, "n": len(log_mix), "members": [result for result, _ in scored]}
 
-    from .objectives import importance_sampled_nll
-    from .tensors import bf16_supported
 
+def _check_nll(model: torch.nn.Module, k: int, precision: str) -> None:
+    """The one-line errors of ``--nll``, before any work."""
     if not model.importance_sampled:
         raise VaekitError(f"--nll needs a VAE with one Gaussian q(z|x) ({model.cfg.model} has no importance-sampled "
                           "log p(x) here yet; a plain autoencoder defines no likelihood)")
@@ -217,6 +265,17 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
         raise VaekitError(f"--k must be at least 1, got {k}")
     if precision not in ("auto", "bf16", "fp32"):
         raise VaekitError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
+
+
+def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: str, progress: bool
+         ) -> tuple[np.ndarray, bool]:
+    """Per-item importance-sampled -log p(x) (N,), and whether the network passes ran in bf16."""
+    from tqdm.auto import tqdm
+
+    from .objectives import importance_sampled_nll
+    from .tensors import bf16_supported
+
+    _check_nll(model, k, precision)
     bf16 = precision == "bf16" or (precision == "auto" and bf16_supported(x.device))
     gen = torch.Generator(device=x.device).manual_seed(seed)
     # Each pass decodes items x samples rows. ~5,000 rows keep the (rows, D) logits in the CPU's caches
@@ -230,8 +289,11 @@ def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: 
             values.append(importance_sampled_nll(model.eval(), model_input(x[start:start + per_batch]), k, gen,
                                                  chunk=chunk))
             bar.update(len(values[-1]))
-    nll = torch.cat(values).cpu().numpy()
-    dim = math.prod(x.shape[1:])
+    return torch.cat(values).cpu().numpy(), bf16
+
+
+def _nll_summary(nll: np.ndarray, dim: int, k: int, bf16: bool) -> dict[str, Any]:
+    """Per-item -log p(x) estimates (N,) -> their mean, its standard error over items and bits per value."""
     return {"nll": float(nll.mean()), "nll_stderr": float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1
             else float("nan"), "bits_per_dim": float(nll.mean() / (dim * math.log(2))), "k": k,
             "nll_precision": "bf16" if bf16 else "fp32"}

@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = _run_command(sub, "evaluate", "test-split loss per sample of a trained run (and -log p(x))", cmd_evaluate,
-                     inp="data spec to evaluate on instead of the run's test split")
+                     inp="data spec to evaluate on instead of the run's test split",
+                     several="several runs of the same data are scored as their uniform mixture (with --nll)")
     e.add_argument("--seed", type=int, default=0, help="seed of the sampled z (and of --nll); default 0")
     e.add_argument("--json", action="store_true", help="print JSON")
     e.add_argument("--nll", action="store_true", help="importance-sampled estimate of -log p(x)")
@@ -226,10 +227,14 @@ def _add_examples(sub) -> None:
 
 
 def _run_command(sub, name: str, help: str, func, *, inp: str | None = None, inp_required: bool = False,
-                 out: str | None = None, data: bool = True) -> argparse.ArgumentParser:
-    """A subcommand over a run folder, with the shared --input/--data, --data-dir, --out and --overwrite options."""
+                 out: str | None = None, data: bool = True, several: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand over a run folder (or, with ``several``, one or more: what more than one means), with the
+    shared --input/--data, --data-dir, --out and --overwrite options."""
     p = sub.add_parser(name, help=help)
-    p.add_argument("run", help="run folder (or a model .safetensors file)")
+    if several:
+        p.add_argument("run", nargs="+", help=f"run folder (or a model .safetensors file); {several}")
+    else:
+        p.add_argument("run", help="run folder (or a model .safetensors file)")
     if data:
         p.add_argument("--data-dir", help=DATA_DIR_HELP)
     if inp is not None:
@@ -266,6 +271,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
+    if "members" in result:  # a mixture of the runs
+        for run, member in zip(args.run, result["members"]):
+            print(f"{run}: -log p(x) ~= {member['nll']:.3f} +- {member['nll_stderr']:.3f} nats, loss (negative "
+                  f"ELBO) {member['loss']:.3f}")
+        print(f"{result['n']} items, the uniform mixture of the {len(args.run)} runs: -log p(x) ~= "
+              f"{result['nll']:.3f} +- {result['nll_stderr']:.3f} nats ({result['bits_per_dim']:.4f} bits/dim), "
+              f"importance sampling with k = {result['k']} per run ({result['nll_precision']} network passes)")
+        return 0
+
     def terms(prefix: str = "") -> str:
         return (f"{result[prefix + 'loss']:.3f} nats = recon {result[prefix + 'recon']:.3f} "
                 f"+ kl {result[prefix + 'kl']:.3f}")

@@ -215,7 +215,8 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
                     conv_channels=tuple(self.conv_channels), likelihood=self.likelihood,
                     gaussian_sigma=self.gaussian_sigma, autoregressive_hidden=self.autoregressive_hidden,
                     autoregressive_window=self.autoregressive_window,
-                    autoregressive_units=self.autoregressive_units, epochs=epochs, batch_size=batch,
+                    autoregressive_units=self.autoregressive_units,
+                    autoregressive_order=self.autoregressive_order, epochs=epochs, batch_size=batch,
                     optimizer=self.optimizer,
                     weight_decay=self.weight_decay, weight_average=self.weight_average, dropout=self.dropout,
                     lr=self.lr if self.lr is not None else (SMALL_DATA_LR if small else None),
@@ -374,6 +375,9 @@ _SHARED_DOC = """
         one row gave 83.29 nats against 83.81 for the whole past, bench/README.md),
         and, with a window, nonlinear units per value that read the decoder's logit and a masked convolution of
         the values near it (0, the default: none).
+    autoregressive_order : {"rows", "columns"}
+        "bernoulli-autoregressive" on images: the order the values condition on each other, raster ("rows", the
+        default) or column by column ("columns": the image transposed, a window then counting columns).
     epochs, batch_size, lr, lr_schedule : int, int, float, {"constant", "cosine"}, or None
         The schedule. None on fewer than 10,000 rows: batch 64, lr 1e-2 with cosine decay, and epochs for
         3 steps per row (500 to 3,000 steps); on more, the CLI's recipe (batch 512, lr 1.5e-2, ~3,000 steps).
@@ -449,7 +453,8 @@ class VAE(_LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  autoregressive_hidden: int = 0, autoregressive_window: int = 0, autoregressive_units: int = 0,
-                 beta: float = 1.0, kl_warmup: float = 0.0, free_bits: float = 0.0, iw_samples: int = 1,
+                 autoregressive_order: str = "rows", beta: float = 1.0, kl_warmup: float = 0.0,
+                 free_bits: float = 0.0, iw_samples: int = 1,
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
                  weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
@@ -511,7 +516,8 @@ class Autoencoder(_LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  autoregressive_hidden: int = 0, autoregressive_window: int = 0, autoregressive_units: int = 0,
-                 epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
+                 autoregressive_order: str = "rows", epochs: int | None = None, batch_size: int | None = None,
+                 optimizer: str = "adam",
                  weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
                  lr: float | None = None, lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
@@ -718,7 +724,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     Parameters
     ----------
     latent_dim, hidden, arch, conv_channels, likelihood, autoregressive_hidden, autoregressive_window,
-    autoregressive_units, epochs, batch_size, optimizer, weight_decay, weight_average, dropout, lr, lr_schedule,
+    autoregressive_units, autoregressive_order, epochs, batch_size, optimizer, weight_decay, weight_average,
+    dropout, lr, lr_schedule,
     standardize, n_threads, device, precision, random_state, verbose
         As for ``vaekit.VAE``.
     classifier_arch : {"mlp", "conv"} or None
@@ -762,7 +769,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     def __init__(self, latent_dim: int | None = None, hidden: tuple[int, ...] | None = None, arch: str = "mlp",
                  conv_channels: tuple[int, ...] = (32, 64), classifier_arch: str | None = None,
                  likelihood: str = "auto", gaussian_sigma: float = 1.0, autoregressive_hidden: int = 0,
-                 autoregressive_window: int = 0, autoregressive_units: int = 0, alpha: float | None = None,
+                 autoregressive_window: int = 0, autoregressive_units: int = 0, autoregressive_order: str = "rows",
+                 alpha: float | None = None,
                  consistency: float = 0.0, consistency_threshold: float = 0.95,
                  m1_latent_dim: int | None = None, m1_draws: int = 10, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
@@ -829,7 +837,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
         # M1 and M2 40 epochs each) sigma fixed at 1 gave 12.83 % test error, learned 5.55 %
         params = {**self.get_params(), "m1_latent_dim": None, "arch": "mlp", "classifier_arch": None,
                   "likelihood": "gaussian-learned", "autoregressive_hidden": 0, "autoregressive_window": 0,
-                  "autoregressive_units": 0, "epochs": epochs, "standardize": False}
+                  "autoregressive_units": 0, "autoregressive_order": "rows", "epochs": epochs, "standardize": False}
         m2 = SemiSupervisedVAE(**params)._fit_labelled(codes, np.tile(y, self.m1_draws),
                                                        np.tile(np.arange(len(mean)), self.m1_draws))
         self._set_parts(m1, m2, dims)
