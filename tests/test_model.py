@@ -180,6 +180,15 @@ def test_a_windowed_likelihood_of_colour_images_reads_the_same_rows_in_the_plane
     torch.testing.assert_close(small.log_prob(logits, every_x).logsumexp(0), torch.tensor(0.0), atol=1e-4, rtol=0)
 
 
+def _normalised_over_every_image(likelihood):
+    """Asserts p(x | z) sums to 1 over all 2^12 binary 12-value images; returns 4 codes' logits (4, 12)."""
+    every_x = torch.tensor([[(n >> i) & 1 for i in range(12)] for n in range(2 ** 12)], dtype=torch.float32)
+    logits = torch.randn(12, generator=torch.Generator().manual_seed(1)).expand(2 ** 12, 12)
+    torch.testing.assert_close(likelihood.log_prob(logits, every_x).logsumexp(0), torch.tensor(0.0), atol=1e-4,
+                               rtol=0)
+    return torch.randn(4, 12, generator=torch.Generator().manual_seed(5))
+
+
 def _with_units(shape: tuple[int, ...], window: int, units: int, order: str = "rows"):
     """A windowed autoregressive likelihood with ``units`` nonlinear units a value, every weight random."""
     likelihood = build_model(ModelConfig(input_shape=shape, hidden=(8,), latent_dim=2,
@@ -228,11 +237,7 @@ def test_the_units_read_the_decoder_logit_and_a_masked_convolution_of_the_values
     assert (shifted - 3.0).abs().max() > 1e-3
 
     likelihood = _with_units((2, 2, 3), 1, 3)
-    every_x = torch.tensor([[(n >> i) & 1 for i in range(12)] for n in range(2 ** 12)], dtype=torch.float32)
-    logits = torch.randn(12, generator=torch.Generator().manual_seed(1)).expand(2 ** 12, 12)
-    torch.testing.assert_close(likelihood.log_prob(logits, every_x).logsumexp(0), torch.tensor(0.0), atol=1e-4,
-                               rtol=0)
-    logits = torch.randn(4, 12, generator=torch.Generator().manual_seed(5))
+    logits = _normalised_over_every_image(likelihood)
     mean = likelihood.mean(logits)
     torch.testing.assert_close(mean, torch.sigmoid(likelihood.logits(logits, mean)))
     fresh = build_model(ModelConfig(input_shape=(1, 4, 3), hidden=(8,), latent_dim=2,
@@ -254,11 +259,7 @@ def test_in_column_order_each_value_reads_the_column_left_of_it_and_the_values_a
     def conditional_logits(logit, x):  # each value's logit, in the image's raster layout
         return likelihood._unordered(likelihood.logits(likelihood._ordered(logit), likelihood._ordered(x)))
 
-    every_x = torch.tensor([[(n >> i) & 1 for i in range(12)] for n in range(2 ** 12)], dtype=torch.float32)
-    logits = torch.randn(12, generator=torch.Generator().manual_seed(1)).expand(2 ** 12, 12)
-    torch.testing.assert_close(likelihood.log_prob(logits, every_x).logsumexp(0), torch.tensor(0.0), atol=1e-4,
-                               rtol=0)
-    logits = torch.randn(4, 12, generator=torch.Generator().manual_seed(5))
+    logits = _normalised_over_every_image(likelihood)
     mean = likelihood.mean(logits)
     torch.testing.assert_close(mean, torch.sigmoid(conditional_logits(logits, mean)))
     with torch.no_grad():
