@@ -46,8 +46,9 @@ class AutoregressiveBernoulli(Bernoulli):
     With ``window`` R > 0, W_ij = 0 also where x_j lies more than R image rows above x_i, or, in an earlier plane of
     a C > 1 image, more than R rows above or below it (a local receptive field). With ``order`` "columns" all of
     this holds for the image transposed, (C, W, H): the values go column by column and a window counts columns.
-    The transposed order sees other neighbours before each value (the column left of it, not the row above): a
-    model of each order errs on other images, which a mixture of the two can use (``vaekit.evaluate``),
+    The transposed order sees other neighbours before each value (the column left of it, not the row above); a
+    mixture of one model of each order (``vaekit.evaluate``) gained about what two seeds of one order do
+    (bench/README.md, 2026-12-04 (r)),
     and ``units`` M > 0 adds a small nonlinear layer that lets the decoder set how much the neighbours count:
 
         logit_i += sum_m b_m relu(a_m l_i(z) + e_m context_i + conv_m(x)_i),
