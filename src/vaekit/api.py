@@ -205,10 +205,12 @@ def evaluate(run: Run | list[Run] | tuple[Run, ...], data: str | None = None, *,
 
 
 def _evaluate_one(run: Run, data: str | None, *, seed: int, batch_size: int, nll: bool, k: int, precision: str,
-                  progress: bool, device: str, data_dir: str | Path | None) -> tuple[dict[str, Any], np.ndarray | None]:
-    """``evaluate`` of one run, and its per-item -log p(x) estimates (N,) with ``nll`` (else None)."""
+                  progress: bool, device: str, data_dir: str | Path | None, items: ArrayData | None = None
+                  ) -> tuple[dict[str, Any], np.ndarray | None]:
+    """``evaluate`` of one run, and its per-item -log p(x) estimates (N,) with ``nll`` (else None). ``items``:
+    the items ``data`` names for this run, already read (a mixture checks them first)."""
     _, model, cfg, standardizer = _open(run, data_dir, device)
-    items = _items(cfg, standardizer, data)
+    items = _items(cfg, standardizer, data) if items is None else items
     x = as_tensor(items, next(model.parameters()).device)
     if cfg.data.binarize == "dynamic":  # one fixed binarization of the test set, shared by both numbers
         gen = torch.Generator(device=x.device).manual_seed(seed)
@@ -247,7 +249,8 @@ def _evaluate_mixture(runs_: list[Run], data: str | None, *, nll: bool, **option
         if cfg.data.binarize != first[1]:
             raise VaekitError(f"{name}: a mixture's runs must read their items alike; this run binarizes "
                               f"{cfg.data.binarize!r}, the first {first[1]!r}")
-    scored = [_evaluate_one(member, data, nll=True, **options) for member in members]
+    # the items are the same for every member (checked above): read once
+    scored = [_evaluate_one(member, data, nll=True, items=first[0], **options) for member in members]
     log_p = -np.stack([per_item for _, per_item in scored]).astype(np.float64)  # (M, N) per-item log p_m(x)
     log_mix = np.logaddexp.reduce(log_p, axis=0) - math.log(len(members))  # (N,)
     one = scored[0][0]
