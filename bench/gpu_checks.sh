@@ -12,18 +12,7 @@
 # (a copy of ../shared/data, which does not travel).
 set -o pipefail
 OUT=${OUT:-gpu-out}
-mkdir -p "$OUT"
-if [ -d .whl ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    || exit 9
-  export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD/src:$PWD/bench PYTHONUNBUFFERED=1
-DATA=${VAEKIT_SHARED_DATA:-$PWD/shared/data}
-export VAEKIT_SHARED_DATA=$DATA
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
-  python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(), torch.cuda.device_count())"
-} 2>&1 | tee "$OUT/env.txt"
+source bench/gpu_env.sh
 OMP_NUM_THREADS=2 timeout 330 python3 -m pytest -n 8 -p no:cacheprovider -q -rfEs --durations=15 \
   --junitxml="$OUT/junit.xml" 2>&1 | tee "$OUT/tests.log" | grep -v -E "^\[gw|^\.|PytestBenchmarkWarning|warner"
 echo "== tests rc ${PIPESTATUS[0]} after ${SECONDS}s"

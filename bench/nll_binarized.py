@@ -244,8 +244,23 @@ MODELS = {
     # CPU, 2 threads, --minutes 1): its first epoch took 1.4 min with compiling and loading (the MLP's take ~2.9 s),
     # and scoring ran at ~10,000 draws a second, ~80 min for k = 5000 on the 10,000 test images: it does not fit the
     # CPU hour (tens of epochs where the paper trains hundreds). Pass --conv-nll-items 10000 to score all the test
-    # images. For a GPU session
+    # images. For a GPU session. On an H200 (2026-12-04 (s), bench/gpu_nll.sh, 6 minutes beside three other runs
+    # and the test suite): 1.2-1.5 s an epoch, the validation -ELBO at 90.1-90.5 from epoch ~100 (train 84 ->
+    # 82.5), then the loss went nan under bf16 autocast in epoch 149; its best model (epoch 118) scored 84.34
     "convhvae-vamp-b500-cosine": {**B500_COSINE, "arch": "conv", "patience": 0},
+    # the convHVAE with the CPU hour's best MLP recipe on top: the autoregressive likelihood (window 1), weight decay
+    # 0.1 and the validation images trained on (as -wd01-ar-w1-trainval). On the H200 beside it: train -ELBO 81.5 by
+    # epoch 122, then one epoch's loss spiked to 1,118 (KL 934) under bf16 and the model came back with its latents
+    # collapsed (KL 8 against 17): 92.25, its last epoch kept (no validation to pick an earlier one)
+    "convhvae-vamp-b500-cosine-wd01-ar-w1-trainval": {**B500_COSINE, "arch": "conv", "patience": 0,
+                                                      "weight_decay": 0.1, "likelihood": "bernoulli-autoregressive",
+                                                      "autoregressive_window": 1, "validation": "train"},
+    # both in fp32 (no autocast): whether the spikes were bf16's. For the next GPU session (bench/gpu_nll.sh)
+    "convhvae-vamp-b500-cosine-fp32": {**B500_COSINE, "arch": "conv", "patience": 0, "precision": "fp32"},
+    "convhvae-vamp-b500-cosine-wd01-ar-w1-trainval-fp32": {**B500_COSINE, "arch": "conv", "patience": 0,
+                                                           "weight_decay": 0.1, "precision": "fp32",
+                                                           "likelihood": "bernoulli-autoregressive",
+                                                           "autoregressive_window": 1, "validation": "train"},
     "hvae-vamp-iwae": dict(hidden=(300, 300), latent_dim=40, hierarchy=(40,), prior="vamp", prior_components=500,
                            iw_samples=5),
 }
@@ -253,7 +268,9 @@ MODELS = {
 
 def score_mixture(args: argparse.Namespace) -> dict[str, dict]:
     """The row of ``--mixture A,B``: the uniform mixture of the kept runs A and B (``vaekit.evaluate`` of both),
-    scored on the test images (a seeded subset when ``--nll-items`` is fewer), with each member's own figures."""
+    scored on the test images (a seeded subset when ``--nll-items`` is fewer), with each member's own figures.
+    ``--mixture A`` scores the one kept run, its row named after its folder. A run that stopped on a diverged
+    loss has no summary but keeps its best model: it is scored, its training time unknown (null)."""
     from vaekit import runs as run_files
 
     paths = [Path(run) for run in args.mixture.split(",")]
@@ -266,22 +283,24 @@ def score_mixture(args: argparse.Namespace) -> dict[str, dict]:
         ev = vaekit.evaluate([str(p) for p in paths], f"npy:{Path(tmp) / 'test.npy'}", nll=True, k=args.k,
                              progress=True)
     members = []
-    for path, result in zip(paths, ev.pop("members")):
+    for path, result in zip(paths, ev.pop("members") if len(paths) > 1 else [dict(ev)]):
         metrics = run_files.read_metrics(path)
-        summary = json.loads((path / run_files.SUMMARY_FILE).read_text())
-        members.append({"run": path.name, **result, "epochs": len(metrics), "train_seconds": summary["wall_seconds"],
-                        "machine": summary["machine"],
+        summary_file = path / run_files.SUMMARY_FILE
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+        members.append({"run": path.name, **result, "epochs": len(metrics), "completed": bool(summary),
+                        "train_seconds": summary.get("wall_seconds"), "machine": summary.get("machine"),
                         "curve": [[m["epoch"], round(m["train_loss"], 3),
                                    round(m["val_loss"], 3) if "val_loss" in m else None]
                                   for i, m in enumerate(metrics) if i % 10 == 9 or i == len(metrics) - 1]})
-        print(f"  {path.name}: {len(metrics)} epochs, test NLL {result['nll']:.2f} +- {result['nll_stderr']:.2f}, "
-              f"-ELBO {result['loss']:.2f}", flush=True)
-    name = "mixture: " + " + ".join(p.name for p in paths)
+        print(f"  {path.name}: {len(metrics)} epochs{'' if summary else ' (stopped early: no summary)'}, test NLL "
+              f"{result['nll']:.2f} +- {result['nll_stderr']:.2f}, -ELBO {result['loss']:.2f}", flush=True)
+    name = "mixture: " + " + ".join(p.name for p in paths) if len(paths) > 1 else paths[0].name
     print(f"{name}: test NLL {ev['nll']:.2f} +- {ev['nll_stderr']:.2f} nats (k={args.k} per member, {ev['n']} "
           f"items, {time.perf_counter() - started:.0f} s)", flush=True)
-    return {name: {**ev, "members": members, "eval_seconds": time.perf_counter() - started,
-                   "threads": torch.get_num_threads(), "machine": describe_machine(),
-                   "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
+    # "machine" is where the row was scored, as in every row; a member's, where it trained
+    row = {**ev, "members": members} if len(paths) > 1 else {**members[0], "trained_on": members[0]["machine"]}
+    return {name: {**row, "eval_seconds": time.perf_counter() - started, "threads": torch.get_num_threads(),
+                   "machine": describe_machine(), "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}}
 
 
 def main() -> None:
