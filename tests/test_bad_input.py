@@ -255,6 +255,8 @@ CASES = [
     ("autoregressive-order-without-it", lambda t, s, r: _train("digits", "--autoregressive-order", "columns"),
      "--autoregressive-order columns orders the values of an image under --likelihood bernoulli-autoregressive; "
      "here the likelihood is bernoulli"),
+    ("compile-mode-without-compile", lambda t, s, r: _train("digits", "--compile-mode", "reduce-overhead"),
+     "--compile-mode reduce-overhead is a mode of --compile: add --compile"),
     ("input-shape-mismatch", lambda t, s, r: ["evaluate", str(r), "--data",
                                               f"npy:{_npy(t, 'big.npy', np.zeros((4, 28, 28), np.float32))}"],
      "the model expects (1, 8, 8)"),

@@ -22,6 +22,7 @@ AutoregressiveOrder = Literal["rows", "columns"]  # --autoregressive-order: mode
 Optimizer = Literal["adam", "rmsprop"]
 LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
+CompileMode = Literal["default", "reduce-overhead"]  # --compile-mode: torch.compile's mode (training.py)
 LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
 PriorKind = Literal["normal", "mog", "vamp"]  # --prior: models/priors.py
 Validation = Literal["hold-out", "train"]  # --validation: what the validation split is for
@@ -193,6 +194,9 @@ class TrainConfig:
                                            "fp32")
     compile: bool = setting(False, "torch.compile the training step (10-25%% faster MNIST epochs after 2-25 s "
                                    "of compiling)")
+    compile_mode: CompileMode = setting("default", "torch.compile's mode under --compile: default, or "
+                                                   "reduce-overhead (CUDA graphs: each step's kernels replayed with "
+                                                   "one launch, for small models on a GPU; a CPU step is unchanged)")
     log: LogKind = setting("none", "tensorboard: also write RUN/tensorboard/ (under torchrun: --log-to)",
                            aliases=("--log-to",))
 
