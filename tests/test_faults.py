@@ -118,6 +118,30 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     assert [m["epoch"] for m in runs.read_metrics(run)] == [1]
 
 
+def test_a_loss_spike_is_named_in_a_warning_and_training_goes_on(tmp_path, monkeypatch, capsys):
+    # epoch 3's logged terms read 100x (v + 99 v.detach(): the values jump, the gradients stay the model's own), as
+    # a spike that does not reach nan would: one warning naming the epoch and both losses; the run finishes
+    calls = {"n": 0}
+    original = VAE.loss
+
+    def spiking(self, x, generator=None, target=None):
+        terms = original(self, x, generator, target)
+        if self.training:
+            calls["n"] += 1
+            if 2 * 12 < calls["n"] <= 3 * 12:  # digits: 12 steps an epoch at batch 128
+                terms = {k: v + 99 * v.detach() for k, v in terms.items()}
+        return terms
+
+    monkeypatch.setattr(VAE, "loss", spiking)
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "5", "--batch-size", "128", "--run-dir", str(run),
+                 "--quiet", "--no-plots"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "loss jumped" in line]
+    losses = [m["train_loss"] for m in runs.read_metrics(run)]
+    assert len(warnings) == 1 and "epoch 3's training loss" in warnings[0] and f"to {losses[2]:.2f}" in warnings[0]
+    assert losses[2] > 50 * losses[1] and losses[3] < losses[1]  # the spike, and the next epoch's loss back
+
+
 def test_a_checkpoint_that_cannot_be_written_stops_training_with_one_line(tmp_path, monkeypatch, capsys):
     """Checkpoints are written in the background while the next epoch trains. A failed write (here the rename,
     as on a full disk) stops training at the next epoch's end with one line naming the file; the last good

@@ -409,6 +409,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     budget_ends = time.monotonic() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else math.inf
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
+    last_train_loss = None  # the previous epoch's (a resumed run's first epoch is not compared)
     # Epoch times (a resumed run's from its record) for where a cosine lr schedule ends under a budget
     epoch_seconds = [m.get("seconds", 0.0) for m in runs.read_metrics(run_dir)] \
         if start_epoch and run_dir is not None and distributed.is_main() else []
@@ -472,6 +473,14 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                     failure = e
                 since_best = 0 if previous is None or best is None or best < previous else since_best + 1
                 bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}", refresh=False)
+                if run_dir is not None and loss_spiked(last_train_loss, train_terms["loss"]):
+                    kept = ("the last epoch's weights are kept (--validation train)" if cfg.data.validation == "train"
+                            else "the model file keeps the best validation epoch")
+                    bar.write(f"vaekit: warning: epoch {epoch}'s training loss jumped from {last_train_loss:.2f} to "
+                              f"{train_terms['loss']:.2f}, a spike that can collapse the code; {kept}. If it recurs, "
+                              f"try --grad-clip 1.0, a lower --lr (now {cfg.train.lr:g}) or --precision fp32",
+                              file=sys.stderr)
+                last_train_loss = train_terms["loss"]
             message = distributed.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}")
             if failure is not None:
                 raise failure
@@ -571,6 +580,13 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
     for path, data in model_file:
         writer.write(path, data)
     return best
+
+
+def loss_spiked(previous: float | None, current: float) -> bool:
+    """Whether an epoch's mean training loss (the logged negative ELBO, nats an item) jumped from the previous
+    epoch's by more than half its size (and 1 nat): far beyond an epoch's noise. On an H200 a conv HVAE's went from
+    81.5 to 1,118 in one epoch under bf16, its code collapsed after it (bench/README.md, issue #17)."""
+    return previous is not None and current - previous > max(1.0, 0.5 * abs(previous))
 
 
 def _epochs_since_best(run_dir: Path) -> int:
