@@ -93,19 +93,25 @@ def test_ctrl_c_stops_cleanly_with_the_last_epoch_saved(tmp_path):
     assert not list(run.glob(".*.tmp"))
 
 
-def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+def _alter_training_terms(monkeypatch, steps: range, alter) -> None:
+    """VAE.loss with ``alter`` applied to each term of the training steps numbered in ``steps`` (from 1; digits
+    at batch 128 has 12 steps an epoch)."""
     calls = {"n": 0}
     original = VAE.loss
 
-    def poisoned(self, x, generator=None, target=None):
+    def altered(self, x, generator=None, target=None):
         terms = original(self, x, generator, target)
         if self.training:
             calls["n"] += 1
-            if calls["n"] > 12 + 5:  # digits: 12 steps an epoch; step 6 of epoch 2 goes bad
-                terms = {k: v * float("nan") for k, v in terms.items()}
+            if calls["n"] in steps:
+                terms = {k: alter(v) for k, v in terms.items()}
         return terms
 
-    monkeypatch.setattr(VAE, "loss", poisoned)
+    monkeypatch.setattr(VAE, "loss", altered)
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    _alter_training_terms(monkeypatch, range(12 + 6, 10_000), lambda v: v * float("nan"))  # from step 6 of epoch 2
     run = tmp_path / "run"
     assert main(["train", "--dataset", "digits", "--epochs", "5", "--batch-size", "128", "--run-dir", str(run),
                  "--quiet"]) == 2
@@ -121,18 +127,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
 def test_a_loss_spike_is_named_in_a_warning_and_training_goes_on(tmp_path, monkeypatch, capsys):
     # epoch 3's logged terms read 100x (v + 99 v.detach(): the values jump, the gradients stay the model's own), as
     # a spike that does not reach nan would: one warning naming the epoch and both losses; the run finishes
-    calls = {"n": 0}
-    original = VAE.loss
-
-    def spiking(self, x, generator=None, target=None):
-        terms = original(self, x, generator, target)
-        if self.training:
-            calls["n"] += 1
-            if 2 * 12 < calls["n"] <= 3 * 12:  # digits: 12 steps an epoch at batch 128
-                terms = {k: v + 99 * v.detach() for k, v in terms.items()}
-        return terms
-
-    monkeypatch.setattr(VAE, "loss", spiking)
+    _alter_training_terms(monkeypatch, range(2 * 12 + 1, 3 * 12 + 1), lambda v: v + 99 * v.detach())  # epoch 3
     run = tmp_path / "run"
     assert main(["train", "--dataset", "digits", "--epochs", "5", "--batch-size", "128", "--run-dir", str(run),
                  "--quiet", "--no-plots"]) == 0
