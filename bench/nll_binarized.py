@@ -174,6 +174,14 @@ MODELS = {
                                                                 "likelihood": "bernoulli-autoregressive",
                                                                 "autoregressive_window": 1, "validation": "train",
                                                                 "autoregressive_order": "columns", "seed": 1},
+    # -wd01-ar-w1-trainval with K = 250 pseudo-inputs instead of 500: the VampPrior's K pseudo-inputs pass through
+    # q(z2|x) every step, about a quarter of a step's multiply-adds at batch 500 (by the layer sizes), so half of
+    # them buys more epochs in the CPU hour, against a coarser prior. Run for the hour beside -wd01-ar-w1-trainval
+    # (one thread each, the same seed)
+    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-k250": {**B500_COSINE, "patience": 0, "weight_decay": 0.1,
+                                                             "likelihood": "bernoulli-autoregressive",
+                                                             "autoregressive_window": 1, "validation": "train",
+                                                             "prior_components": 250},
     # the -wd015 trainval recipe at batch 1000, lr 2e-3 (1.4e-3 x sqrt(2)): the next step of the batch ladder that
     # paid per CPU hour on dynamic data (batch 100 -> 250 -> 500: 84.71 -> 83.40 -> 82.95), larger matmuls and the
     # pseudo-inputs' pass spread over twice the items. AdamW's decay per epoch (decay x lr x steps) is then 0.15 x
