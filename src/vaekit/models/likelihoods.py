@@ -82,7 +82,6 @@ class AutoregressiveBernoulli(Bernoulli):
         self.image_shape = (1, *shape) if len(shape) == 2 else shape[-3:] if len(shape) > 3 else shape
         # "columns": everything below works on the transposed image, the values gathered into its raster order at
         # the boundary (log_prob, mean, draw); order_index[p] is the value at place p of that order
-        self.order = order
         if order == "columns" and len(self.image_shape) == 3:
             channels, height, width = self.image_shape
             index = torch.arange(dim).view(channels, height, width).transpose(1, 2).flatten()  # (D,)
