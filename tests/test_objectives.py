@@ -176,6 +176,25 @@ def test_variants_train_on_digits(settings, tmp_path):
         assert model.likelihood.log_sigma.item() < -0.3  # learned well below the initial sigma = 1
 
 
+def test_iw_from_trains_on_the_elbo_then_on_the_iwae_bound(tmp_path, monkeypatch):
+    """--iw-from 0.5 with 4 epochs: the first 2 epochs' steps see one sample (the ELBO, with its warm-up), the
+    last 2 the K-sample bound, and the model learns (its logged one-sample ELBO may loosen under the bound)."""
+    from vaekit.models.vae import VAE
+    seen = []
+    objective = VAE.objective
+
+    def spy(self, x, target, cfg, weight, labels=None):
+        seen.append(cfg.iw_samples)
+        return objective(self, x, target, cfg, weight, labels)
+
+    monkeypatch.setattr(VAE, "objective", spy)
+    result = vaekit.train(dataset="digits", epochs=4, batch_size=128, iw_samples=3, iw_from=0.5, kl_warmup=2,
+                          run_dir=tmp_path / "r", progress=False, pictures=False)
+    steps = len(seen) // 4
+    assert seen == [1] * (2 * steps) + [3] * (2 * steps)
+    assert result.metrics[-1]["val_loss"] < result.metrics[0]["val_loss"] and math.isfinite(result.test["loss"])
+
+
 def test_conv_vae_on_an_rgb_folder(tmp_path):
     from PIL import Image
     rng = np.random.default_rng(0)

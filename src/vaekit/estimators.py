@@ -428,6 +428,9 @@ class VAE(_LatentEstimator):
     beta, kl_warmup, free_bits, iw_samples : float, float, float, int
         The KL weight (beta-VAE), its linear warm-up in epochs, free bits per latent dim, and K > 1 to train
         on the IWAE bound.
+    iw_from : float
+        With ``iw_samples`` > 1, the share of the epochs trained on the ELBO (with beta, warm-up and free bits)
+        before the IWAE bound takes over (0: the bound from the start).
     prior : {"normal", "mog", "vamp"}
         p(z): N(0, I); a learned mixture of ``prior_components`` Gaussians; or the VampPrior (Tomczak & Welling
         2018), the mixture of the posteriors of ``prior_components`` learned pseudo-inputs.
@@ -454,7 +457,7 @@ class VAE(_LatentEstimator):
                  conv_channels: tuple[int, ...] = (32, 64), likelihood: str = "auto", gaussian_sigma: float = 1.0,
                  autoregressive_hidden: int = 0, autoregressive_window: int = 0, autoregressive_units: int = 0,
                  autoregressive_order: str = "rows", beta: float = 1.0, kl_warmup: float = 0.0,
-                 free_bits: float = 0.0, iw_samples: int = 1,
+                 free_bits: float = 0.0, iw_samples: int = 1, iw_from: float = 0.0,
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
                  weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
@@ -467,7 +470,8 @@ class VAE(_LatentEstimator):
 
     def _objective_overrides(self) -> dict[str, Any]:
         return dict(beta=self.beta, kl_warmup=self.kl_warmup, free_bits=self.free_bits, iw_samples=self.iw_samples,
-                    prior=self.prior, prior_components=self.prior_components, hierarchy=tuple(self.hierarchy))
+                    iw_from=self.iw_from, prior=self.prior, prior_components=self.prior_components,
+                    hierarchy=tuple(self.hierarchy))
 
     @torch.no_grad()
     def _posterior(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -103,9 +103,13 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
         raise VaekitError(f"--dropout must be in [0, 1), got {cfg.model.dropout:g}")
     if cfg.model.gaussian_sigma <= 0:
         raise VaekitError(f"--gaussian-sigma must be > 0, got {cfg.model.gaussian_sigma}")
-    if t.iw_samples > 1 and (t.beta != 1 or t.free_bits or t.kl_warmup):
+    if not 0 <= t.iw_from < 1:
+        raise VaekitError(f"--iw-from must be in [0, 1), a fraction of the schedule's epochs; got {t.iw_from:g}")
+    if t.iw_from and t.iw_samples < 2:
+        raise VaekitError("--iw-from says when training turns to the IWAE bound: add --iw-samples K (K > 1)")
+    if t.iw_samples > 1 and not t.iw_from and (t.beta != 1 or t.free_bits or t.kl_warmup):
         raise VaekitError("--iw-samples trains on the IWAE bound; it does not combine with --beta, --free-bits "
-                          "or --kl-warmup")
+                          "or --kl-warmup, unless --iw-from leaves them an ELBO phase first")
     if cfg.data.binarize == "dynamic" and likelihood not in UNIT_INTERVAL:
         raise VaekitError(f"--binarize dynamic needs data in [0, 1]; {train.name} is real-valued")
     recipe = DEFAULT_RECIPES.get(cfg.model.arch, DEFAULT_RECIPES["mlp"])
@@ -321,15 +325,19 @@ def evaluate_terms(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10
 
 
 class Objective(torch.nn.Module):
-    """The training objective as a module, so DistributedDataParallel can wrap it and sync gradients."""
+    """The training objective as a module, so DistributedDataParallel can wrap it and sync gradients.
+
+    ``bound`` False: the ELBO phase of a run whose --iw-from delays the IWAE bound (the model's objective then sees
+    one importance sample); a compiled step builds one graph for each phase."""
 
     def __init__(self, model: torch.nn.Module, cfg: RunConfig):
         super().__init__()
         self.model, self.cfg = model, cfg
+        self.elbo_cfg = replace(cfg.train, iw_samples=1)
 
     def forward(self, noisy: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor,
-                labels: torch.Tensor | None = None):
-        return self.model.objective(noisy, clean, self.cfg.train, weight, labels)
+                labels: torch.Tensor | None = None, bound: bool = True):
+        return self.model.objective(noisy, clean, self.cfg.train if bound else self.elbo_cfg, weight, labels)
 
 
 def train(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False, overwrite: bool = False,
@@ -428,6 +436,9 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
         return distributed.broadcast(end if end < cfg.train.epochs else None)
 
     last_epoch = schedule_end(start_epoch)
+    # --iw-from: the IWAE bound from this point (epochs, fractional); under a budget the planned end moves, and
+    # the point only ever moves earlier, so a run on the bound never turns back to the ELBO
+    bound_from = math.inf
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
@@ -453,11 +464,12 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
             started = time.perf_counter()
+            bound_from = min(bound_from, cfg.train.iw_from * (cfg.train.epochs if last_epoch is None else last_epoch))
             try:
                 train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
                                           within if epoch == start_epoch + 1 else None,
                                           save_within(epoch) if run_dir and cfg.train.checkpoint_minutes else None,
-                                          last_epoch)
+                                          last_epoch, bound_from)
             except TrainingDiverged as e:
                 kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
@@ -662,7 +674,7 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
                 epoch: int, bar: tqdm, y: torch.Tensor | None = None,
                 resumed: tuple[int, torch.Tensor] | None = None,
                 save_within: Callable[[int, torch.Tensor], None] | None = None,
-                last_epoch: float | None = None) -> dict[str, float]:
+                last_epoch: float | None = None, bound_from: float = 0.0) -> dict[str, float]:
     """One pass over ``x`` (and its labels ``y``, -1 = unlabelled, for a model that learns from them); returns
     the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf.
 
@@ -670,7 +682,8 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     their summed terms) continues an epoch a checkpoint stopped in: the same order, from the next batch.
     ``save_within(step, sums)`` is called on every rank at each progress refresh before the last step, with this
     rank's sums (it decides whether to checkpoint, and sums them over the ranks only then). ``last_epoch``: where
-    the lr schedule ends (``lr_factor``; default the configured epochs).
+    the lr schedule ends (``lr_factor``; default the configured epochs). ``bound_from``: the point (epochs done,
+    fractional) from which the model trains on its IWAE bound (--iw-samples; before it on the ELBO, --iw-from).
     """
     objective.train()
     rank, size, _ = distributed.world()
@@ -702,7 +715,7 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             # the weight goes in as a tensor: a changing Python float would recompile a compiled step
             loss, terms = objective(noisy, clean, torch.tensor(kl_weight(cfg.train, progress), device=x.device),
-                                    labels)
+                                    labels, progress >= bound_from)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip:
