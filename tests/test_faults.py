@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+import vaekit
 from vaekit import runs
 from vaekit.cli import main
 from vaekit.models.vae import VAE
@@ -135,6 +137,20 @@ def test_a_loss_spike_is_named_in_a_warning_and_training_goes_on(tmp_path, monke
     losses = [m["train_loss"] for m in runs.read_metrics(run)]
     assert len(warnings) == 1 and "epoch 3's training loss" in warnings[0] and f"to {losses[2]:.2f}" in warnings[0]
     assert losses[2] > 50 * losses[1] and losses[3] < losses[1]  # the spike, and the next epoch's loss back
+
+
+def test_a_loss_spike_in_an_estimators_fit_is_a_runtime_warning(monkeypatch):
+    # the same spike in epoch 3 of a fit in memory (1,797 digits, batch 128: 15 steps an epoch): one
+    # RuntimeWarning in the estimators' parameter names, and the fit finishes
+    from sklearn.datasets import load_digits
+    _alter_training_terms(monkeypatch, range(2 * 15 + 1, 3 * 15 + 1), lambda v: v + 99 * v.detach())
+    vae = vaekit.VAE(latent_dim=4, epochs=5, batch_size=128, random_state=0)
+    with pytest.warns(RuntimeWarning, match="loss jumped") as caught:
+        vae.fit(load_digits().data / 16.0)
+    spikes = [str(w.message) for w in caught if "loss jumped" in str(w.message)]
+    assert len(spikes) == 1 and "epoch 3's training loss" in spikes[0] and "precision='fp32'" in spikes[0]
+    assert "last epoch's weights are kept" in spikes[0] and "--" not in spikes[0]
+    assert vae.history_[3]["train_loss"] < vae.history_[1]["train_loss"]  # epoch 4 back down
 
 
 def test_a_checkpoint_that_cannot_be_written_stops_training_with_one_line(tmp_path, monkeypatch, capsys):

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -485,13 +486,13 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                     failure = e
                 since_best = 0 if previous is None or best is None or best < previous else since_best + 1
                 bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}", refresh=False)
-                if run_dir is not None and loss_spiked(last_train_loss, train_terms["loss"]):
-                    kept = ("the last epoch's weights are kept (--validation train)" if cfg.data.validation == "train"
-                            else "the model file keeps the best validation epoch")
-                    bar.write(f"vaekit: warning: epoch {epoch}'s training loss jumped from {last_train_loss:.2f} to "
-                              f"{train_terms['loss']:.2f}, a spike that can collapse the code; {kept}. If it recurs, "
-                              f"try --grad-clip 1.0, a lower --lr (now {cfg.train.lr:g}) or --precision fp32",
-                              file=sys.stderr)
+                if loss_spiked(last_train_loss, train_terms["loss"]):
+                    spike = spike_message(cfg, epoch, last_train_loss, train_terms["loss"], in_memory=run_dir is None,
+                                          validated=len(x_val) > 0)
+                    if run_dir is None:  # a fit in memory (the estimators): a Python warning, as scikit-learn's
+                        warnings.warn(spike, RuntimeWarning, stacklevel=2)
+                    else:
+                        bar.write(f"vaekit: warning: {spike}", file=sys.stderr)
                 last_train_loss = train_terms["loss"]
             message = distributed.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}")
             if failure is not None:
@@ -599,6 +600,22 @@ def loss_spiked(previous: float | None, current: float) -> bool:
     epoch's by more than half its size (and 1 nat): far beyond an epoch's noise. On an H200 a conv HVAE's went from
     81.5 to 1,118 in one epoch under bf16, its code collapsed after it (bench/README.md, issue #17)."""
     return previous is not None and current - previous > max(1.0, 0.5 * abs(previous))
+
+
+def spike_message(cfg: RunConfig, epoch: int, previous: float, current: float, in_memory: bool,
+                  validated: bool) -> str:
+    """What a loss spike (``loss_spiked``) did and what to try: in the flags' names for a run folder, in the
+    estimators' parameter names for a fit in memory. ``validated``: a validation split picks the kept epoch."""
+    if in_memory:
+        kept = "the model keeps the best validation epoch" if validated else "the last epoch's weights are kept"
+        hints = f"a lower lr (now {cfg.train.lr:g}) or precision='fp32'"
+    else:
+        kept = ("the model file keeps the best validation epoch" if validated else
+                "the last epoch's weights are kept" + (" (--validation train)" if cfg.data.validation == "train"
+                                                       else ""))
+        hints = f"--grad-clip 1.0, a lower --lr (now {cfg.train.lr:g}) or --precision fp32"
+    return (f"epoch {epoch}'s training loss jumped from {previous:.2f} to {current:.2f}, a spike that can collapse "
+            f"the code; {kept}. If it recurs, try {hints}")
 
 
 def _epochs_since_best(run_dir: Path) -> int:
