@@ -186,10 +186,11 @@ MODELS = {
     # IWAE bound with K = 5 (--iw-samples 5 --iw-from 0.5): Burda et al. (2016, sec. 5.2) trained VAEs further on
     # the IWAE bound and report a better test log-likelihood (recalled, not checked here: the paper is not
     # reachable from this machine), the bound's gain being in p, not only in the estimate. A K = 5 step costs
-    # ~2.35x an ELBO step here (one thread, compiled: 110 against 47 ms; the budget's cosine re-plans at the switch
-    # to the slower epochs). Two seeds, side by side (one thread each): the members of a mixture, and two reads of
-    # the change against the ELBO runs' 82.82-82.96. Measured (2026-12-04 (t)): 467 and 465 epochs, 82.70 and 82.70,
-    # their mixture 82.29 (bench/README.md)
+    # ~2.35x an ELBO step here (one thread, compiled: 110 against 47 ms). Two seeds, side by side (one thread each):
+    # the members of a mixture, and two reads of the change against the ELBO runs' 82.82-82.96. Measured (2026-12-04
+    # (t), when the budget's cosine re-planned with a jump at the switch, the lr 6.9e-4 -> 2.5e-4): 467 and 465
+    # epochs, 82.70 and 82.70, their mixture 82.29. Then (u) with the lr continuous there (objectives.Schedule):
+    # see bench/README.md
     "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw5-from05": {**B500_COSINE, "patience": 0, "weight_decay": 0.1,
                                                                    "likelihood": "bernoulli-autoregressive",
                                                                    "autoregressive_window": 1, "validation": "train",

@@ -177,8 +177,9 @@ def test_variants_train_on_digits(settings, tmp_path):
 
 
 def test_iw_from_trains_on_the_elbo_then_on_the_iwae_bound(tmp_path, monkeypatch):
-    """--iw-from 0.5 with 4 epochs: the first 2 epochs' steps see one sample (the ELBO, with its warm-up), the
-    last 2 the K-sample bound, and the model learns (its logged one-sample ELBO may loosen under the bound)."""
+    """--iw-from 0.5 with 6 epochs, the first 2 the lr's warm-up: the ELBO (with its KL warm-up) for those and half
+    of the 4 after them, one sample a step, then the K-sample bound for the last 2; and the model learns (its
+    logged one-sample ELBO may loosen under the bound)."""
     from vaekit.models.vae import VAE
     seen = []
     objective = VAE.objective
@@ -188,10 +189,10 @@ def test_iw_from_trains_on_the_elbo_then_on_the_iwae_bound(tmp_path, monkeypatch
         return objective(self, x, target, cfg, weight, labels)
 
     monkeypatch.setattr(VAE, "objective", spy)
-    result = vaekit.train(dataset="digits", epochs=4, batch_size=128, iw_samples=3, iw_from=0.5, kl_warmup=2,
-                          run_dir=tmp_path / "r", progress=False, pictures=False)
-    steps = len(seen) // 4
-    assert seen == [1] * (2 * steps) + [3] * (2 * steps)
+    result = vaekit.train(dataset="digits", epochs=6, warmup_epochs=2, batch_size=128, iw_samples=3, iw_from=0.5,
+                          kl_warmup=2, run_dir=tmp_path / "r", progress=False, pictures=False)
+    steps = len(seen) // 6
+    assert seen == [1] * (4 * steps) + [3] * (2 * steps)
     assert result.metrics[-1]["val_loss"] < result.metrics[0]["val_loss"] and math.isfinite(result.test["loss"])
 
 
@@ -226,16 +227,37 @@ def test_weight_decay_shrinks_the_weights_by_lr_times_the_decay_each_step_apart_
 
 
 def test_cosine_lr_schedule():
-    from vaekit.objectives import lr_factor
+    from vaekit.objectives import Schedule
     cfg = TrainConfig(lr_schedule="cosine", warmup_epochs=1.0, epochs=11)
-    assert lr_factor(cfg, 0.5) == pytest.approx(0.5, abs=1e-2)
-    assert lr_factor(cfg, 1.0) == pytest.approx(1.0)
-    assert lr_factor(cfg, 6.0) == pytest.approx(0.5)
-    assert lr_factor(cfg, 11.0) == pytest.approx(0.0, abs=1e-9)
-    assert lr_factor(TrainConfig(lr_schedule="constant"), 3.0) == 1.0
+    lr_factor = Schedule(cfg).lr_factor
+    assert lr_factor(0.5) == pytest.approx(0.5, abs=1e-2)
+    assert lr_factor(1.0) == pytest.approx(1.0)
+    assert lr_factor(6.0) == pytest.approx(0.5)
+    assert lr_factor(11.0) == pytest.approx(0.0, abs=1e-9)
+    assert Schedule(TrainConfig(lr_schedule="constant")).lr_factor(3.0) == 1.0
     # under a time budget the cosine ends where the budget is expected to (here after epoch 5, not 11)
-    assert lr_factor(cfg, 3.0, last_epoch=5.0) == pytest.approx(0.5)
-    assert lr_factor(cfg, 5.0, last_epoch=5.0) == pytest.approx(0.0, abs=1e-9)
+    assert Schedule(cfg, end=5.0).lr_factor(3.0) == pytest.approx(0.5)
+    assert Schedule(cfg, end=5.0).lr_factor(5.0) == pytest.approx(0.0, abs=1e-9)
     # a budget of about one epoch: the warm-up takes its first half, the decay the second
-    assert lr_factor(cfg, 0.5, last_epoch=1.0) == pytest.approx(1.0, abs=1e-2)
-    assert lr_factor(cfg, 0.75, last_epoch=1.0) == pytest.approx(0.5)
+    assert Schedule(cfg, end=1.0).lr_factor(0.5) == pytest.approx(1.0, abs=1e-2)
+    assert Schedule(cfg, end=1.0).lr_factor(0.75) == pytest.approx(0.5)
+
+
+def test_a_budget_that_moves_its_planned_end_keeps_the_lr_continuous():
+    """The budget planned 21 epochs; after epoch 11 the epochs slow down and it expects to end with epoch 16. The
+    decay is half done there and stays so (lr 0.5, not cos(pi * 10 / 15)'s 0.25), and the rest of it runs over the 5
+    epochs left: 0 at epoch 16. --iw-from's switch reads the same fraction, so it too moves only forwards."""
+    from vaekit.objectives import Schedule
+    schedule = Schedule(TrainConfig(lr_schedule="cosine", warmup_epochs=1.0, epochs=100), end=21.0)
+    assert schedule.lr_factor(11.0) == pytest.approx(0.5) and schedule.fraction(11.0) == pytest.approx(0.5)
+    schedule.replan(11, 16.0)
+    assert schedule.lr_factor(11.0) == pytest.approx(0.5) and schedule.fraction(11.0) == pytest.approx(0.5)
+    assert schedule.fraction(13.5) == pytest.approx(0.75)
+    assert schedule.lr_factor(16.0) == pytest.approx(0.0, abs=1e-9)
+    lrs = [schedule.lr_factor(11 + i / 10) for i in range(51)]
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))  # falling, without a jump: no step larger than a tenth's share
+    assert max(a - b for a, b in zip(lrs, lrs[1:])) < 0.05
+    # a re-plan in the warm-up only moves the end
+    early = Schedule(TrainConfig(lr_schedule="cosine", warmup_epochs=2.0, epochs=100), end=21.0)
+    early.replan(1, 11.0)
+    assert early.anchor is None and early.fraction(6.5) == pytest.approx(0.5)

@@ -13,7 +13,7 @@ from PIL import Image
 import vaekit
 from vaekit import runs
 from vaekit.cli import main
-from vaekit.objectives import lr_factor
+from vaekit.objectives import Schedule
 from vaekit.plots import image_grid
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
@@ -48,7 +48,7 @@ def test_scalars_have_one_value_per_epoch_equal_to_metrics_jsonl(logged_run):
     # the learning rate of each epoch's last step, from the run's schedule (mlp recipe: warm-up, cosine decay)
     cfg = vaekit.RunConfig.from_dict(json.loads((logged_run / "config.json").read_text()))
     steps = math.ceil(1437 / cfg.train.batch_size)  # digits: 1437 training items
-    expected = [cfg.train.lr * lr_factor(cfg.train, epoch - 1 + (steps - 1) / steps) for epoch in range(1, EPOCHS + 1)]
+    expected = [cfg.train.lr * Schedule(cfg.train).lr_factor(epoch - 1 + (steps - 1) / steps) for epoch in range(1, EPOCHS + 1)]
     np.testing.assert_allclose([e.value for e in acc.Scalars("lr")], expected, rtol=1e-6)
     assert len(set(expected)) == EPOCHS  # the schedule moved: a constant would not test the epochs apart
 

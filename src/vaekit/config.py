@@ -176,8 +176,8 @@ class TrainConfig:
     free_bits: float = setting(0.0, "nats per latent dim the KL may keep for free (0: off)")
     iw_samples: int = setting(1, "train on the IWAE bound with K > 1 importance samples")
     iw_from: float = setting(0.0, "with --iw-samples K > 1: train on the ELBO (its --beta, --kl-warmup, "
-                                  "--free-bits) for this fraction of the lr schedule's epochs, then on the IWAE "
-                                  "bound (default 0: the bound from the start)")
+                                  "--free-bits) for this fraction of the planned run (after the lr warm-up), then "
+                                  "on the IWAE bound (default 0: the bound from the start)")
     alpha: float | None = setting(None, "m2: weight of the labelled items' classification loss (default 0.1 x "
                                         "unlabelled / labelled items, as in Kingma et al. 2014)")
     consistency: float = setting(0.0, "m2 on images: weight, in units of --alpha, of the consistency between "

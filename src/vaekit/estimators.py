@@ -429,8 +429,8 @@ class VAE(_LatentEstimator):
         The KL weight (beta-VAE), its linear warm-up in epochs, free bits per latent dim, and K > 1 to train
         on the IWAE bound.
     iw_from : float
-        With ``iw_samples`` > 1, the share of the epochs trained on the ELBO (with beta, warm-up and free bits)
-        before the IWAE bound takes over (0: the bound from the start).
+        With ``iw_samples`` > 1, the share of the planned run (after the lr warm-up) trained on the ELBO (with
+        beta, warm-up and free bits) before the IWAE bound takes over (0: the bound from the start).
     prior : {"normal", "mog", "vamp"}
         p(z): N(0, I); a learned mixture of ``prior_components`` Gaussians; or the VampPrior (Tomczak & Welling
         2018), the mixture of the posteriors of ``prior_components`` learned pseudo-inputs.

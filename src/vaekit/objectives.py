@@ -18,20 +18,48 @@ from .config import TrainConfig
 LOG_2PI = math.log(2 * math.pi)
 
 
-def lr_factor(cfg: TrainConfig, progress_epochs: float, last_epoch: float | None = None) -> float:
-    """Multiplier of the base learning rate at a point of training (epochs since the start, fractional).
+class Schedule:
+    """Where training stands in its planned run: the learning rate's multiplier and how far through its decay it is.
 
-    cosine: linear warm-up over ``warmup_epochs``, then half a cosine down to 0 at the end of ``last_epoch``
-    (None: ``cfg.epochs``; under --max-minutes, the epoch the budget is expected to end with before that, and the
-    warm-up then takes at most half of it) (Loshchilov & Hutter 2017, without restarts).
+    cosine: linear warm-up over ``warmup_epochs``, then half a cosine down to 0 at the planned end (Loshchilov &
+    Hutter 2017, without restarts); constant: 1 throughout. The end is ``cfg.epochs``, or under --max-minutes the
+    epoch the budget is expected to end with before that (``replan``; the warm-up then takes at most half of it).
+    A re-plan keeps the decay's fraction done where it is and spreads what is left over the epochs to the new end.
+    Recomputing it as (epochs - warm-up) / (end - warm-up) jumped whenever the end moved: at --iw-from's switch,
+    where the epochs grew 2.5x slower, the planned end fell from ~686 to ~470 epochs and the lr from 6.9e-4 to
+    2.5e-4 within three epochs (2026-12-04 (t)). With the end fixed the two are the same.
     """
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    warmup = cfg.warmup_epochs if last_epoch is None else min(cfg.warmup_epochs, last_epoch / 2)
-    if progress_epochs < warmup:
-        return (progress_epochs + 1e-3) / warmup
-    span = max((cfg.epochs if last_epoch is None else last_epoch) - warmup, 1e-9)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (progress_epochs - warmup) / span)))
+
+    def __init__(self, cfg: TrainConfig, end: float | None = None, anchor: tuple[float, float] | None = None):
+        self.cfg = cfg
+        self.end = end  # None: cfg.epochs
+        self.anchor = anchor  # (epochs, the decay's fraction done there) at the last re-plan after the warm-up
+
+    def warmup(self) -> float:
+        if self.cfg.lr_schedule == "constant":
+            return 0.0
+        return self.cfg.warmup_epochs if self.end is None else min(self.cfg.warmup_epochs, self.end / 2)
+
+    def fraction(self, epochs: float) -> float:
+        """How far through the decay after the warm-up training is at ``epochs`` (fractional), in [0, 1]."""
+        warmup, end = self.warmup(), self.cfg.epochs if self.end is None else self.end
+        start, done = self.anchor if self.anchor is not None and self.anchor[0] >= warmup else (warmup, 0.0)
+        return min(1.0, max(0.0, done + (1 - done) * (epochs - start) / max(end - start, 1e-9)))
+
+    def replan(self, epochs_done: float, end: float | None) -> None:
+        """The run is now expected to end with epoch ``end`` (None: cfg.epochs), ``epochs_done`` epochs in."""
+        if epochs_done > self.warmup():
+            self.anchor = (epochs_done, self.fraction(epochs_done))
+        self.end = end
+
+    def lr_factor(self, epochs: float) -> float:
+        """Multiplier of the base learning rate at ``epochs`` since the start (fractional)."""
+        if self.cfg.lr_schedule == "constant":
+            return 1.0
+        warmup = self.warmup()
+        if epochs < warmup:
+            return (epochs + 1e-3) / warmup
+        return 0.5 * (1 + math.cos(math.pi * self.fraction(epochs)))
 
 
 def kl_weight(cfg: TrainConfig, progress_epochs: float) -> float:

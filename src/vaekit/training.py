@@ -29,7 +29,7 @@ from .errors import DataError, VaekitError
 from .models import MODELS, UNIT_INTERVAL, build_model
 from .anomaly import training_scores
 from .latent import class_predictions
-from .objectives import kl_weight, lr_factor
+from .objectives import Schedule, kl_weight
 from .tensors import (FileTensor, as_tensor, autocast_dtype, gather, model_input, pick_device, select_rows,
                       shuffle_plan)
 
@@ -105,7 +105,7 @@ def resolve_config(cfg: RunConfig, splits: Splits) -> RunConfig:
     if cfg.model.gaussian_sigma <= 0:
         raise VaekitError(f"--gaussian-sigma must be > 0, got {cfg.model.gaussian_sigma}")
     if not 0 <= t.iw_from < 1:
-        raise VaekitError(f"--iw-from must be in [0, 1), a fraction of the schedule's epochs; got {t.iw_from:g}")
+        raise VaekitError(f"--iw-from must be in [0, 1), a fraction of the planned run; got {t.iw_from:g}")
     if t.iw_from and t.iw_samples < 2:
         raise VaekitError("--iw-from says when training turns to the IWAE bound: add --iw-samples K (K > 1)")
     if t.iw_samples > 1 and not t.iw_from and (t.beta != 1 or t.free_bits or t.kl_warmup):
@@ -436,10 +436,11 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             end = epochs_done + max(1.0, left // max(float(np.median(epoch_seconds[-5:])), 1e-9))
         return distributed.broadcast(end if end < cfg.train.epochs else None)
 
-    last_epoch = schedule_end(start_epoch)
-    # --iw-from: the IWAE bound from this point (epochs, fractional); under a budget the planned end moves, and
-    # the point only ever moves earlier, so a run on the bound never turns back to the ELBO
-    bound_from = math.inf
+    # a resumed run goes on from the lr decay's fraction its last epoch recorded (rank 0's record, for every rank)
+    done_before = distributed.broadcast(next((m.get("schedule") for m in runs.read_metrics(run_dir)
+                                              if m.get("epoch") == start_epoch), None) if epoch_seconds else None)
+    schedule = Schedule(cfg.train, schedule_end(start_epoch),
+                        None if done_before is None else (float(start_epoch), done_before))
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
@@ -465,12 +466,11 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
             started = time.perf_counter()
-            bound_from = min(bound_from, cfg.train.iw_from * (cfg.train.epochs if last_epoch is None else last_epoch))
             try:
                 train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
                                           within if epoch == start_epoch + 1 else None,
                                           save_within(epoch) if run_dir and cfg.train.checkpoint_minutes else None,
-                                          last_epoch, bound_from)
+                                          schedule)
             except TrainingDiverged as e:
                 kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
@@ -480,7 +480,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 previous = best
                 try:
                     best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best,
-                                      started, writer, memory)
+                                      started, writer, memory, schedule.fraction(epoch))
                     logger.on_epoch(epoch, optimizer.param_groups[0]["lr"])  # the record metrics.jsonl just got
                 except Exception as e:  # e.g. a full disk: the other ranks must not wait for rank 0 forever
                     failure = e
@@ -501,7 +501,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 raise VaekitError(f"rank 0 stopped in epoch {epoch}: {message}")
             last_epoch_seconds = time.perf_counter() - started
             epoch_seconds.append(last_epoch_seconds)
-            last_epoch = schedule_end(epoch)
+            schedule.replan(epoch, schedule_end(epoch))
             last_saved = time.monotonic()  # _end_epoch checkpointed
             if cfg.train.patience and distributed.broadcast(since_best >= cfg.train.patience):  # all ranks stop
                 bar.write(f"stopping after epoch {epoch}: no better validation loss in {cfg.train.patience} epochs")
@@ -543,7 +543,8 @@ def classifier_accuracy(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, 
 
 def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                splits: Splits, x_val: torch.Tensor, epoch: int, train_terms: dict[str, float], best: float | None,
-               started: float, writer: runs.BackgroundWriter, memory: MemoryRecord | None = None) -> float | None:
+               started: float, writer: runs.BackgroundWriter, memory: MemoryRecord | None = None,
+               schedule_done: float | None = None) -> float | None:
     """Validate, then append the metrics and queue the checkpoint and model on ``writer`` (rank 0), or keep them
     in ``memory``. Returns the best val loss. The previous epoch's files are on disk first: a failed write stops
     training here."""
@@ -565,7 +566,8 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
         improved = not val_terms or best is None or val_terms["loss"] < best
         record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
                   **{f"val_{k}": v for k, v in val_terms.items()}, "best": improved,
-                  "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+                  "lr": optimizer.param_groups[0]["lr"], "schedule": schedule_done,
+                  "seconds": time.perf_counter() - started}
         labelled = np.flatnonzero(splits.val.y >= 0) if model.uses_labels and splits.val.y is not None else []
         if len(labelled):
             # a curve to watch, from the validation split's labelled rows (with `--labels N`, all of them: N counts
@@ -691,16 +693,16 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
                 epoch: int, bar: tqdm, y: torch.Tensor | None = None,
                 resumed: tuple[int, torch.Tensor] | None = None,
                 save_within: Callable[[int, torch.Tensor], None] | None = None,
-                last_epoch: float | None = None, bound_from: float = 0.0) -> dict[str, float]:
+                schedule: Schedule | None = None) -> dict[str, float]:
     """One pass over ``x`` (and its labels ``y``, -1 = unlabelled, for a model that learns from them); returns
     the mean per-sample terms. Raises ``TrainingDiverged`` on NaN/inf.
 
     Every rank draws the same global batches and trains on its own slice of each. ``resumed`` = (steps done,
     their summed terms) continues an epoch a checkpoint stopped in: the same order, from the next batch.
     ``save_within(step, sums)`` is called on every rank at each progress refresh before the last step, with this
-    rank's sums (it decides whether to checkpoint, and sums them over the ranks only then). ``last_epoch``: where
-    the lr schedule ends (``lr_factor``; default the configured epochs). ``bound_from``: the point (epochs done,
-    fractional) from which the model trains on its IWAE bound (--iw-samples; before it on the ELBO, --iw-from).
+    rank's sums (it decides whether to checkpoint, and sums them over the ranks only then). ``schedule``: the lr
+    schedule (default: to the configured epochs); from --iw-from of its decay on, the model trains on its IWAE
+    bound (--iw-samples; before that on the ELBO).
     """
     objective.train()
     rank, size, _ = distributed.world()
@@ -716,6 +718,7 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     graphs = cfg.train.compile and cfg.train.compile_mode == "reduce-overhead" and x.device.type == "cuda"
     params = [p for g in optimizer.param_groups for p in g["params"]]
     steps = math.ceil(len(x) / cfg.train.batch_size)
+    schedule = schedule or Schedule(cfg.train)
     block, window = shuffle_plan(x, cfg.train.batch_size)
     order = shuffled_batches(len(x), cfg.train.batch_size, cfg.train.seed * 100_003 + epoch, x.device, block, window)
     todo = [(step, index.tensor_split(size)[rank])  # this rank's slice (B / world,) of each global batch
@@ -726,13 +729,13 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
         noisy = corrupt(clean, cfg.data.noise) if cfg.data.noise else clean  # denoising: clean target
         progress = epoch - 1 + (step - 1) / steps  # epochs done, fractional
         for group in optimizer.param_groups:
-            group["lr"] = cfg.train.lr * lr_factor(cfg.train, progress, last_epoch)
+            group["lr"] = cfg.train.lr * schedule.lr_factor(progress)
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(x.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None):
             # the weight goes in as a tensor: a changing Python float would recompile a compiled step
             loss, terms = objective(noisy, clean, torch.tensor(kl_weight(cfg.train, progress), device=x.device),
-                                    labels, progress >= bound_from)
+                                    labels, schedule.fraction(progress) >= cfg.train.iw_from)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.train.grad_clip:
