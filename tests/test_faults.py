@@ -148,6 +148,7 @@ def test_a_loss_spike_in_an_estimators_fit_is_a_runtime_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match="loss jumped") as caught:
         vae.fit(load_digits().data / 16.0)
     spikes = [str(w.message) for w in caught if "loss jumped" in str(w.message)]
+    assert [w.filename for w in caught if "loss jumped" in str(w.message)] == [__file__]  # the user's fit line
     assert len(spikes) == 1 and "epoch 3's training loss" in spikes[0] and "precision='fp32'" in spikes[0]
     assert "last epoch's weights are kept" in spikes[0] and "--" not in spikes[0]
     assert vae.history_[3]["train_loss"] < vae.history_[1]["train_loss"]  # epoch 4 back down

@@ -257,6 +257,11 @@ def test_a_budget_that_moves_its_planned_end_keeps_the_lr_continuous():
     lrs = [schedule.lr_factor(11 + i / 10) for i in range(51)]
     assert all(a > b for a, b in zip(lrs, lrs[1:]))  # falling, without a jump: no step larger than a tenth's share
     assert max(a - b for a, b in zip(lrs, lrs[1:])) < 0.05
+    # a resumed run is given where its last epoch stood (metrics.jsonl's "schedule") and goes on from there
+    resumed = Schedule(TrainConfig(lr_schedule="cosine", warmup_epochs=1.0, epochs=100), end=16.0, anchor=(11.0, 0.5))
+    assert [resumed.fraction(e) for e in (11.0, 13.5, 16.0)] == pytest.approx([0.5, 0.75, 1.0])
+    schedule.replan(12, 16.0)  # an unmoved end leaves the anchor where it was
+    assert schedule.anchor == (11, pytest.approx(0.5))
     # a re-plan in the warm-up only moves the end
     early = Schedule(TrainConfig(lr_schedule="cosine", warmup_epochs=2.0, epochs=100), end=21.0)
     early.replan(1, 11.0)

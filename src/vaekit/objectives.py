@@ -48,7 +48,7 @@ class Schedule:
 
     def replan(self, epochs_done: float, end: float | None) -> None:
         """The run is now expected to end with epoch ``end`` (None: cfg.epochs), ``epochs_done`` epochs in."""
-        if epochs_done > self.warmup():
+        if end != self.end and epochs_done > self.warmup():  # (an unmoved end keeps the plain formula's floats)
             self.anchor = (epochs_done, self.fraction(epochs_done))
         self.end = end
 

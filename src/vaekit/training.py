@@ -436,9 +436,10 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             end = epochs_done + max(1.0, left // max(float(np.median(epoch_seconds[-5:])), 1e-9))
         return distributed.broadcast(end if end < cfg.train.epochs else None)
 
-    # a resumed run goes on from the lr decay's fraction its last epoch recorded (rank 0's record, for every rank)
+    # a resumed budgeted run goes on from the lr decay's fraction its last epoch recorded (rank 0's, for every rank)
     done_before = distributed.broadcast(next((m.get("schedule") for m in runs.read_metrics(run_dir)
-                                              if m.get("epoch") == start_epoch), None) if epoch_seconds else None)
+                                              if m.get("epoch") == start_epoch), None)
+                                        if epoch_seconds and cfg.train.max_minutes else None)
     schedule = Schedule(cfg.train, schedule_end(start_epoch),
                         None if done_before is None else (float(start_epoch), done_before))
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
@@ -490,7 +491,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                     spike = spike_message(cfg, epoch, last_train_loss, train_terms["loss"], in_memory=run_dir is None,
                                           validated=len(x_val) > 0)
                     if run_dir is None:  # a fit in memory (the estimators): a Python warning, as scikit-learn's
-                        warnings.warn(spike, RuntimeWarning, stacklevel=2)
+                        warnings.warn(spike, RuntimeWarning, stacklevel=_callers_level())
                     else:
                         bar.write(f"vaekit: warning: {spike}", file=sys.stderr)
                 last_train_loss = train_terms["loss"]
@@ -534,6 +535,17 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     logger.on_end(model, splits)  # picture grids and the latent projector of the best weights
     return TrainResult(run_dir, model, cfg, runs.read_metrics(run_dir) if memory is None else memory.metrics, test,
                        train_scores, accuracy)
+
+
+def _callers_level() -> int:
+    """``warnings.warn``'s stacklevel of the first caller outside vaekit (and scikit-learn), for a warning raised
+    from its caller: the line of the user's ``fit``, not vaekit's own. (Python 3.12's ``skip_file_prefixes``.)"""
+    import sklearn
+    skipped = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (sys.modules[__package__], sklearn))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(skipped):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def classifier_accuracy(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, batch_size: int = 2000) -> float:
