@@ -190,7 +190,7 @@ MODELS = {
     # the members of a mixture, and two reads of the change against the ELBO runs' 82.82-82.96. Measured (2026-12-04
     # (t), when the budget's cosine re-planned with a jump at the switch, the lr 6.9e-4 -> 2.5e-4): 467 and 465
     # epochs, 82.70 and 82.70, their mixture 82.29. Then (u) with the lr continuous there (objectives.Schedule):
-    # see bench/README.md
+    # 82.69 and 83.37 (a loss spike in the bound's phase at lr 3.3e-4), mixture 82.53 (bench/README.md)
     "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw5-from05": {**B500_COSINE, "patience": 0, "weight_decay": 0.1,
                                                                    "likelihood": "bernoulli-autoregressive",
                                                                    "autoregressive_window": 1, "validation": "train",
