@@ -419,9 +419,9 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     since_best = _epochs_since_best(run_dir) if start_epoch and distributed.is_main() else 0
     last_epoch_seconds = 0.0
     last_train_loss = None  # the previous epoch's (a resumed run's first epoch is not compared)
-    # Epoch times (a resumed run's from its record) for where a cosine lr schedule ends under a budget
-    epoch_seconds = [m.get("seconds", 0.0) for m in runs.read_metrics(run_dir)] \
-        if start_epoch and run_dir is not None and distributed.is_main() else []
+    # A resumed run's record (rank 0): its epoch times, for where a cosine lr schedule ends under a budget
+    resumed_record = runs.read_metrics(run_dir) if start_epoch and run_dir is not None and distributed.is_main() else []
+    epoch_seconds = [m.get("seconds", 0.0) for m in resumed_record]
 
     def schedule_end(epochs_done: int) -> float | None:
         """The epoch the lr schedule ends with: None for --epochs, or under a budget the epochs done plus those the
@@ -437,9 +437,8 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
         return distributed.broadcast(end if end < cfg.train.epochs else None)
 
     # a resumed budgeted run goes on from the lr decay's fraction its last epoch recorded (rank 0's, for every rank)
-    done_before = distributed.broadcast(next((m.get("schedule") for m in runs.read_metrics(run_dir)
-                                              if m.get("epoch") == start_epoch), None)
-                                        if epoch_seconds and cfg.train.max_minutes else None)
+    recorded = (m.get("schedule") for m in resumed_record if m.get("epoch") == start_epoch)
+    done_before = distributed.broadcast(next(recorded, None) if cfg.train.max_minutes else None)
     schedule = Schedule(cfg.train, schedule_end(start_epoch),
                         None if done_before is None else (float(start_epoch), done_before))
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
