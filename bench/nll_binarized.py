@@ -204,6 +204,10 @@ MODELS = {
                                                                    "likelihood": "bernoulli-autoregressive",
                                                                    "autoregressive_window": 1, "validation": "train",
                                                                    "iw_samples": 2, "iw_from": 0.5},
+    # its seed-1 twin: the K = 2 pair for the hour (one thread each, side by side), then their mixture
+    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw2-from05-seed1": {
+        **B500_COSINE, "patience": 0, "weight_decay": 0.1, "likelihood": "bernoulli-autoregressive",
+        "autoregressive_window": 1, "validation": "train", "iw_samples": 2, "iw_from": 0.5, "seed": 1},
     # the -wd015 trainval recipe at batch 1000, lr 2e-3 (1.4e-3 x sqrt(2)): the next step of the batch ladder that
     # paid per CPU hour on dynamic data (batch 100 -> 250 -> 500: 84.71 -> 83.40 -> 82.95), larger matmuls and the
     # pseudo-inputs' pass spread over twice the items. AdamW's decay per epoch (decay x lr x steps) is then 0.15 x
