@@ -154,6 +154,46 @@ def test_a_loss_spike_in_an_estimators_fit_is_a_runtime_warning(monkeypatch):
     assert vae.history_[3]["train_loss"] < vae.history_[1]["train_loss"]  # epoch 4 back down
 
 
+def test_on_spike_rollback_trains_the_epoch_again_from_the_one_before_at_half_the_lr(tmp_path, monkeypatch, capsys):
+    # epoch 3's first pass has 50x its gradients (and its logged loss): Adam's moments and the weights leave their
+    # course. --on-spike rollback restores epoch 2's weights and optimiser state, halves the lr and trains epoch 3
+    # again (its steps now unaltered); the spike's pass writes nothing, and a resumed run keeps the halved lr
+    from vaekit import training
+    _alter_training_terms(monkeypatch, range(2 * 12 + 1, 3 * 12 + 1), lambda v: 50 * v)
+    passes = []  # (epoch, weights and Adam's first moments at the pass's start and end)
+    original = training.train_epoch
+
+    def recorded(objective, optimizer, *args, **kwargs):
+        def state():
+            moments = [optimizer.state[p].get("exp_avg") for g in optimizer.param_groups for p in g["params"]]
+            return [t.detach().clone() for t in [*objective.model.parameters(), *moments] if t is not None]
+        start = state()
+        terms = original(objective, optimizer, *args, **kwargs)
+        passes.append((args[2], start, state()))
+        return terms
+
+    monkeypatch.setattr(training, "train_epoch", recorded)
+    run = tmp_path / "run"
+    flags = ["--dataset", "digits", "--epochs", "5", "--batch-size", "128", "--lr", "1e-3", "--lr-schedule",
+             "constant", "--on-spike", "rollback", "--run-dir", str(run), "--quiet", "--no-plots"]
+    assert main(["train", *flags]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "loss jumped" in line]
+    assert len(err) == 1 and "epoch 3's training loss" in err[0] and "rolled back to epoch 2's" in err[0]
+    assert "rollback 1 of 3" in err[0]
+    assert [epoch for epoch, _, _ in passes] == [1, 2, 3, 3, 4, 5]
+    spiked, again = passes[2], passes[3]
+    assert all(torch.equal(a, b) for a, b in zip(spiked[1], again[1]))  # the same start: epoch 2's end
+    assert not all(torch.equal(a, b) for a, b in zip(spiked[1], spiked[2]))  # which the spike's pass had moved
+    metrics = runs.read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4, 5]  # one record an epoch: the spike's pass has none
+    assert [m["lr"] for m in metrics] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4])
+    assert [m["lr_scale"] for m in metrics] == [1.0, 1.0, 0.5, 0.5, 0.5]
+    assert metrics[2]["train_loss"] < 2 * metrics[1]["train_loss"]  # epoch 3's kept record is the clean pass's
+    assert _checkpoint_epoch(run) == 5
+    assert main(["train", "--resume", str(run), "--epochs", "6", "--quiet", "--no-plots"]) == 0
+    assert runs.read_metrics(run)[-1]["lr"] == pytest.approx(5e-4)  # the halved lr goes on after a resume
+
+
 def test_a_checkpoint_that_cannot_be_written_stops_training_with_one_line(tmp_path, monkeypatch, capsys):
     """Checkpoints are written in the background while the next epoch trains. A failed write (here the rename,
     as on a full disk) stops training at the next epoch's end with one line naming the file; the last good

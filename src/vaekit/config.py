@@ -24,6 +24,7 @@ LrSchedule = Literal["constant", "cosine"]
 Precision = Literal["auto", "fp32", "bf16"]
 CompileMode = Literal["default", "reduce-overhead"]  # --compile-mode: torch.compile's mode (training.py)
 LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
+SpikeAction = Literal["warn", "rollback"]  # --on-spike: training.py
 PriorKind = Literal["normal", "mog", "vamp"]  # --prior: models/priors.py
 Validation = Literal["hold-out", "train"]  # --validation: what the validation split is for
 Stream = Literal["auto", "on", "off"]  # --stream: read npy/parquet files a batch at a time instead of loading them
@@ -186,6 +187,10 @@ class TrainConfig:
                                       "weakly augmented view where q(y|x) is confident (0: off, the default)")
     consistency_threshold: float = setting(0.95, "m2: the confidence q(y|x) of a weak view that makes its class a "
                                                  "target under --consistency (default 0.95)")
+    on_spike: SpikeAction = setting("warn", "what an epoch whose training loss jumps by more than half does: warn "
+                                            "(default), or rollback: restore the weights and optimiser state of the "
+                                            "epoch before, halve the lr for the rest of the run and train the epoch "
+                                            "again (at most 3 times a run)")
     max_minutes: float | None = setting(None, "wall-clock budget, a cap: an epoch starts only if one as long as "
                                               "the last still fits; a cosine lr schedule ends with the budget")
     checkpoint_minutes: float = setting(10.0, "also checkpoint inside an epoch once this many minutes have passed "

@@ -28,12 +28,15 @@ class Schedule:
     Recomputing it as (epochs - warm-up) / (end - warm-up) jumped whenever the end moved: at --iw-from's switch,
     where the epochs grew 2.5x slower, the planned end fell from ~686 to ~470 epochs and the lr from 6.9e-4 to
     2.5e-4 within three epochs (2026-12-04 (t)). With the end fixed the two are the same.
+    ``scale`` multiplies the whole schedule: each --on-spike rollback halves it.
     """
 
-    def __init__(self, cfg: TrainConfig, end: float | None = None, anchor: tuple[float, float] | None = None):
+    def __init__(self, cfg: TrainConfig, end: float | None = None, anchor: tuple[float, float] | None = None,
+                 scale: float = 1.0):
         self.cfg = cfg
         self.end = end  # None: cfg.epochs
         self.anchor = anchor  # (epochs, the decay's fraction done there) at the last re-plan after the warm-up
+        self.scale = scale
 
     def warmup(self) -> float:
         if self.cfg.lr_schedule == "constant":
@@ -55,11 +58,11 @@ class Schedule:
     def lr_factor(self, epochs: float) -> float:
         """Multiplier of the base learning rate at ``epochs`` since the start (fractional)."""
         if self.cfg.lr_schedule == "constant":
-            return 1.0
+            return self.scale
         warmup = self.warmup()
         if epochs < warmup:
-            return (epochs + 1e-3) / warmup
-        return 0.5 * (1 + math.cos(math.pi * self.fraction(epochs)))
+            return self.scale * (epochs + 1e-3) / warmup
+        return self.scale * 0.5 * (1 + math.cos(math.pi * self.fraction(epochs)))
 
 
 def kl_weight(cfg: TrainConfig, progress_epochs: float) -> float:

@@ -7,6 +7,7 @@ on the device and read back only when the progress bar is refreshed.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import shutil
@@ -250,6 +251,10 @@ class WeightAverage:
         self._steps += 1
         states[0]["average_steps"].fill_(self._steps)  # for the checkpoint
 
+    def state_restored(self) -> None:
+        """The optimiser's state was loaded again (a rollback): the update count is read from it at the next step."""
+        self._steps = None
+
     @contextlib.contextmanager
     def applied(self):
         """The model holds the average inside the block (the raw weights before the first step) and its raw
@@ -436,11 +441,14 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             end = epochs_done + max(1.0, left // max(float(np.median(epoch_seconds[-5:])), 1e-9))
         return distributed.broadcast(end if end < cfg.train.epochs else None)
 
-    # a resumed budgeted run goes on from the lr decay's fraction its last epoch recorded (rank 0's, for every rank)
-    recorded = (m.get("schedule") for m in resumed_record if m.get("epoch") == start_epoch)
-    done_before = distributed.broadcast(next(recorded, None) if cfg.train.max_minutes else None)
+    # a resumed run goes on with the lr scale its last epoch recorded (--on-spike rollback halves it) and, under a
+    # budget, from the lr decay's fraction done there (rank 0's record, for every rank)
+    last_record = next((m for m in resumed_record if m.get("epoch") == start_epoch), {})
+    done_before = distributed.broadcast(last_record.get("schedule") if cfg.train.max_minutes else None)
     schedule = Schedule(cfg.train, schedule_end(start_epoch),
-                        None if done_before is None else (float(start_epoch), done_before))
+                        None if done_before is None else (float(start_epoch), done_before),
+                        distributed.broadcast(last_record.get("lr_scale", 1.0)))
+    rollbacks = 0  # --on-spike rollback: epochs trained again so far in this process
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
@@ -460,11 +468,14 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
         return save
 
     try:
-        for epoch in range(start_epoch + 1, cfg.train.epochs + 1):
+        epoch = start_epoch
+        while epoch < cfg.train.epochs:
+            epoch += 1
             # the budget is a cap: an epoch starts only if one as long as the last still fits
             if distributed.broadcast(time.monotonic() + last_epoch_seconds > budget_ends):  # all ranks stop together
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
+            before = _training_state(model, optimizer) if cfg.train.on_spike == "rollback" else None
             started = time.perf_counter()
             try:
                 train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
@@ -475,25 +486,39 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
                                        f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
+            spiked = loss_spiked(last_train_loss, train_terms["loss"])  # the same sums on every rank
+            if distributed.broadcast(spiked and before is not None and rollbacks < MAX_ROLLBACKS):
+                # back to the end of the epoch before, at half the lr (rank 0's decision, for every rank): the spike's
+                # epoch writes no record, no checkpoint and no model file
+                _restore_training_state(model, optimizer, before)
+                schedule.scale /= 2
+                rollbacks += 1
+                if distributed.is_main():
+                    _report_spike(cfg, run_dir, bar, epoch, last_train_loss, train_terms["loss"], len(x_val) > 0,
+                                  rolled_back=(rollbacks, schedule.scale))
+                    if run_dir is not None:  # over a checkpoint written inside the spike's epoch, if any
+                        writer.wait()
+                        runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch - 1,
+                                             splits.standardizer, best, write=writer.write)
+                        last_saved = time.monotonic()
+                bar.total += steps_per_epoch  # the epoch again
+                last_epoch_seconds = time.perf_counter() - started
+                epoch -= 1
+                continue
             failure = None
             if distributed.is_main():
                 previous = best
                 try:
                     best = _end_epoch(cfg, run_dir, model, optimizer, splits, x_val, epoch, train_terms, best,
-                                      started, writer, memory, schedule.fraction(epoch))
+                                      started, writer, memory, schedule)
                     logger.on_epoch(epoch, optimizer.param_groups[0]["lr"])  # the record metrics.jsonl just got
                 except Exception as e:  # e.g. a full disk: the other ranks must not wait for rank 0 forever
                     failure = e
                 since_best = 0 if previous is None or best is None or best < previous else since_best + 1
                 bar.set_postfix(epoch=epoch, loss=f"{train_terms['loss']:.2f}", refresh=False)
-                if loss_spiked(last_train_loss, train_terms["loss"]):
-                    spike = spike_message(cfg, epoch, last_train_loss, train_terms["loss"], in_memory=run_dir is None,
-                                          validated=len(x_val) > 0)
-                    if run_dir is None:  # a fit in memory (the estimators): a Python warning, as scikit-learn's
-                        warnings.warn(spike, RuntimeWarning, stacklevel=_callers_level())
-                    else:
-                        bar.write(f"vaekit: warning: {spike}", file=sys.stderr)
-                last_train_loss = train_terms["loss"]
+                if spiked:
+                    _report_spike(cfg, run_dir, bar, epoch, last_train_loss, train_terms["loss"], len(x_val) > 0)
+            last_train_loss = train_terms["loss"]
             message = distributed.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}")
             if failure is not None:
                 raise failure
@@ -536,6 +561,37 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                        train_scores, accuracy)
 
 
+MAX_ROLLBACKS = 3  # --on-spike rollback: a run that keeps spiking at 1/8 of its lr needs another remedy
+
+
+def _training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """Copies of the weights and the optimiser's state (its moments, step counts and any weight average), for
+    ``_restore_training_state``. A few MB for the MLP models; taken once an epoch under --on-spike rollback."""
+    return ({k: v.detach().clone() for k, v in model.state_dict().items()},
+            copy.deepcopy(optimizer.state_dict()))
+
+
+def _restore_training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                            state: tuple[dict, dict]) -> None:
+    model.load_state_dict(state[0])  # copies into the same parameters: a compiled step keeps its graph
+    optimizer.load_state_dict(copy.deepcopy(state[1]))  # a later rollback may need the same state again
+    average = getattr(optimizer, "weight_average", None)
+    if average is not None:
+        average.state_restored()
+
+
+def _report_spike(cfg: RunConfig, run_dir: Path | None, bar: tqdm, epoch: int, previous: float, current: float,
+                  validated: bool, rolled_back: tuple[int, float] | None = None) -> None:
+    """Tell of a loss spike: a Python warning for a fit in memory (the estimators, as scikit-learn's), else a line
+    on stderr."""
+    spike = spike_message(cfg, epoch, previous, current, in_memory=run_dir is None, validated=validated,
+                          rolled_back=rolled_back)
+    if run_dir is None:
+        warnings.warn(spike, RuntimeWarning, stacklevel=_callers_level())
+    else:
+        bar.write(f"vaekit: warning: {spike}", file=sys.stderr)
+
+
 def _callers_level() -> int:
     """``warnings.warn``'s stacklevel of the first caller outside vaekit (and scikit-learn), for a warning raised
     from its caller: the line of the user's ``fit``, not vaekit's own. (Python 3.12's ``skip_file_prefixes``.)"""
@@ -555,7 +611,7 @@ def classifier_accuracy(model: torch.nn.Module, x: torch.Tensor, y: np.ndarray, 
 def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                splits: Splits, x_val: torch.Tensor, epoch: int, train_terms: dict[str, float], best: float | None,
                started: float, writer: runs.BackgroundWriter, memory: MemoryRecord | None = None,
-               schedule_done: float | None = None) -> float | None:
+               schedule: Schedule | None = None) -> float | None:
     """Validate, then append the metrics and queue the checkpoint and model on ``writer`` (rank 0), or keep them
     in ``memory``. Returns the best val loss. The previous epoch's files are on disk first: a failed write stops
     training here."""
@@ -577,7 +633,9 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
         improved = not val_terms or best is None or val_terms["loss"] < best
         record = {"epoch": epoch, **{f"train_{k}": v for k, v in train_terms.items()},
                   **{f"val_{k}": v for k, v in val_terms.items()}, "best": improved,
-                  "lr": optimizer.param_groups[0]["lr"], "schedule": schedule_done,
+                  "lr": optimizer.param_groups[0]["lr"],
+                  "schedule": None if schedule is None else schedule.fraction(epoch),
+                  "lr_scale": 1.0 if schedule is None else schedule.scale,
                   "seconds": time.perf_counter() - started}
         labelled = np.flatnonzero(splits.val.y >= 0) if model.uses_labels and splits.val.y is not None else []
         if len(labelled):
@@ -616,9 +674,16 @@ def loss_spiked(previous: float | None, current: float) -> bool:
 
 
 def spike_message(cfg: RunConfig, epoch: int, previous: float, current: float, in_memory: bool,
-                  validated: bool) -> str:
+                  validated: bool, rolled_back: tuple[int, float] | None = None) -> str:
     """What a loss spike (``loss_spiked``) did and what to try: in the flags' names for a run folder, in the
-    estimators' parameter names for a fit in memory. ``validated``: a validation split picks the kept epoch."""
+    estimators' parameter names for a fit in memory. ``validated``: a validation split picks the kept epoch.
+    ``rolled_back``: (rollbacks so far, the lr's scale now) when --on-spike rollback undid the epoch."""
+    jumped = f"epoch {epoch}'s training loss jumped from {previous:.2f} to {current:.2f}"
+    if rolled_back is not None:
+        count, scale = rolled_back
+        return (f"{jumped}; rolled back to epoch {epoch - 1}'s weights and optimiser state, the lr now {scale:g} of "
+                f"its schedule's for the rest of the run, and training epoch {epoch} again (rollback {count} of "
+                f"{MAX_ROLLBACKS})")
     if in_memory:
         kept = "the model keeps the best validation epoch" if validated else "the last epoch's weights are kept"
         hints = f"a lower lr (now {cfg.train.lr:g}) or precision='fp32'"
@@ -627,8 +692,9 @@ def spike_message(cfg: RunConfig, epoch: int, previous: float, current: float, i
                 "the last epoch's weights are kept" + (" (--validation train)" if cfg.data.validation == "train"
                                                        else ""))
         hints = f"--grad-clip 1.0, a lower --lr (now {cfg.train.lr:g}) or --precision fp32"
-    return (f"epoch {epoch}'s training loss jumped from {previous:.2f} to {current:.2f}, a spike that can collapse "
-            f"the code; {kept}. If it recurs, try {hints}")
+    if cfg.train.on_spike == "rollback":  # its rollbacks are spent
+        kept += f" (--on-spike rollback has rolled back {MAX_ROLLBACKS} times)"
+    return f"{jumped}, a spike that can collapse the code; {kept}. If it recurs, try {hints}"
 
 
 def _epochs_since_best(run_dir: Path) -> int:
