@@ -190,8 +190,25 @@ def test_on_spike_rollback_trains_the_epoch_again_from_the_one_before_at_half_th
     assert [m["lr_scale"] for m in metrics] == [1.0, 1.0, 0.5, 0.5, 0.5]
     assert metrics[2]["train_loss"] < 2 * metrics[1]["train_loss"]  # epoch 3's kept record is the clean pass's
     assert _checkpoint_epoch(run) == 5
+    assert float(runs.read_safetensors(run / runs.CHECKPOINT_FILE)[1]["lr_scale"]) == 0.5  # what a resume reads
     assert main(["train", "--resume", str(run), "--epochs", "6", "--quiet", "--no-plots"]) == 0
     assert runs.read_metrics(run)[-1]["lr"] == pytest.approx(5e-4)  # the halved lr goes on after a resume
+
+
+def test_a_spike_after_the_last_rollback_is_kept_with_the_warning(tmp_path, monkeypatch, capsys):
+    # with one rollback allowed, epoch 3 spikes on both passes: the first is undone, the second kept and named
+    from vaekit import training
+    monkeypatch.setattr(training, "MAX_ROLLBACKS", 1)
+    _alter_training_terms(monkeypatch, range(2 * 12 + 1, 4 * 12 + 1), lambda v: v + 99 * v.detach())
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "4", "--batch-size", "128", "--on-spike", "rollback",
+                 "--run-dir", str(run), "--quiet", "--no-plots"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "loss jumped" in line]
+    assert len(err) == 2 and "rollback 1 of 1" in err[0]
+    assert "epoch 3's training loss" in err[1] and "--on-spike rollback has rolled back 1 times, its most" in err[1]
+    losses = [m["train_loss"] for m in runs.read_metrics(run)]
+    assert len(losses) == 4 and losses[2] > 50 * losses[1]  # the kept spike
+    assert [m["lr_scale"] for m in runs.read_metrics(run)] == [1.0, 1.0, 0.5, 0.5]
 
 
 def test_a_checkpoint_that_cannot_be_written_stops_training_with_one_line(tmp_path, monkeypatch, capsys):

@@ -296,10 +296,11 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, cfg: RunConfig,
                     epoch: int, standardizer: Standardizer | None, best: float | None,
                     write: Callable[[Path, bytes], None] = atomic_write,
-                    within: tuple[int, torch.Tensor] | None = None) -> None:
-    """One self-describing record: weights, optimiser state, RNG state, epochs done, best validation loss; and,
-    for a checkpoint taken inside epoch ``epoch + 1``, ``within`` = (its steps done, the sums of its training
-    terms so far (T + 1,), as ``training.train_epoch`` keeps them)."""
+                    within: tuple[int, torch.Tensor] | None = None, lr_scale: float = 1.0) -> None:
+    """One self-describing record: weights, optimiser state, RNG state, epochs done, best validation loss, the lr
+    schedule's scale (``objectives.Schedule.scale``: --on-spike rollback halves it); and, for a checkpoint taken
+    inside epoch ``epoch + 1``, ``within`` = (its steps done, the sums of its training terms so far (T + 1,), as
+    ``training.train_epoch`` keeps them)."""
     tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
     if within is not None:
         tensors["epoch_sums"] = within[1].detach().double().cpu().contiguous()
@@ -310,14 +311,15 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         for key, value in slots.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     extra = {"epoch": str(epoch), "param_groups": json.dumps(state["param_groups"]),
-             "best_val_loss": json.dumps(best), "step": str(0 if within is None else within[0])}
+             "best_val_loss": json.dumps(best), "step": str(0 if within is None else within[0]),
+             "lr_scale": repr(float(lr_scale))}
     save_model(path, model, cfg, standardizer, extra=extra, extra_tensors=tensors, write=write)
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer
-                    ) -> tuple[int, float | None, tuple[int, torch.Tensor] | None]:
+                    ) -> tuple[int, float | None, tuple[int, torch.Tensor] | None, float]:
     """Restore weights, optimiser and RNG state in place; returns (epochs done, best validation loss, ``within``
-    of a checkpoint taken inside the next epoch, else None)."""
+    of a checkpoint taken inside the next epoch, else None, the lr schedule's scale)."""
     tensors, metadata = read_safetensors(path)
     device = next(model.parameters()).device
     _load_state(model, _model_weights(tensors))
@@ -332,4 +334,5 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
         torch.cuda.set_rng_state(tensors["rng.cuda"])
     step = int(metadata.get("step", "0"))  # checkpoints written before mid-epoch ones have no step
     within = (step, tensors["epoch_sums"]) if step else None
-    return int(metadata["epoch"]), json.loads(metadata.get("best_val_loss", "null")), within
+    lr_scale = float(metadata.get("lr_scale", "1.0"))  # checkpoints written before --on-spike have none
+    return int(metadata["epoch"]), json.loads(metadata.get("best_val_loss", "null")), within, lr_scale

@@ -37,6 +37,7 @@ from .tensors import (FileTensor, as_tensor, autocast_dtype, gather, model_input
 TERMS = ("loss", "recon", "kl")
 MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves down to 128 on small data
 PROGRESS_EVERY = 25  # steps between progress-bar refreshes (each one is a device sync)
+MAX_ROLLBACKS = 3  # --on-spike rollback: a run that keeps spiking at 1/8 of its lr needs another remedy
 FEW_STEPS = 500  # fewer optimiser steps than this leave an MLP VAE's samples a flat blur on MNIST-like data
 
 
@@ -392,7 +393,7 @@ class MemoryRecord:
 
 def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.device, resume: bool, overwrite: bool,
            progress: bool) -> TrainResult:
-    model, optimizer, start_epoch, best, within = _prepare(cfg, run_dir, resume, overwrite, device)
+    model, optimizer, start_epoch, best, within, lr_scale = _prepare(cfg, run_dir, resume, overwrite, device)
     objective = Objective(model, cfg)
     if distributed.world()[1] > 1:
         objective = torch.nn.parallel.DistributedDataParallel(objective)
@@ -441,14 +442,13 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             end = epochs_done + max(1.0, left // max(float(np.median(epoch_seconds[-5:])), 1e-9))
         return distributed.broadcast(end if end < cfg.train.epochs else None)
 
-    # a resumed run goes on with the lr scale its last epoch recorded (--on-spike rollback halves it) and, under a
-    # budget, from the lr decay's fraction done there (rank 0's record, for every rank)
-    last_record = next((m for m in resumed_record if m.get("epoch") == start_epoch), {})
-    done_before = distributed.broadcast(last_record.get("schedule") if cfg.train.max_minutes else None)
+    # a resumed budgeted run goes on from the lr decay's fraction its last epoch recorded (rank 0's, for every rank),
+    # and any run with its checkpoint's lr scale (each --on-spike rollback halved it)
+    recorded = (m.get("schedule") for m in resumed_record if m.get("epoch") == start_epoch)
+    done_before = distributed.broadcast(next(recorded, None) if cfg.train.max_minutes else None)
     schedule = Schedule(cfg.train, schedule_end(start_epoch),
-                        None if done_before is None else (float(start_epoch), done_before),
-                        distributed.broadcast(last_record.get("lr_scale", 1.0)))
-    rollbacks = 0  # --on-spike rollback: epochs trained again so far in this process
+                        None if done_before is None else (float(start_epoch), done_before), lr_scale)
+    rollbacks = round(-math.log2(lr_scale))  # --on-spike rollback: epochs trained again so far in the run
     writer = runs.BackgroundWriter()  # checkpoints go to disk while the next epoch trains
     memory = MemoryRecord() if run_dir is None else None
     logger = tracking.make_logger(cfg, run_dir, start_epoch)  # --log tensorboard (rank 0), else a no-op
@@ -463,7 +463,8 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             total = distributed.sum_across(sums.clone())  # the epoch's sums so far over all ranks
             if distributed.is_main():
                 runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch - 1,
-                                     splits.standardizer, best, write=writer.write, within=(step, total))
+                                     splits.standardizer, best, write=writer.write, within=(step, total),
+                                     lr_scale=schedule.scale)
             last_saved = time.monotonic()
         return save
 
@@ -475,7 +476,10 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             if distributed.broadcast(time.monotonic() + last_epoch_seconds > budget_ends):  # all ranks stop together
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
-            before = _training_state(model, optimizer) if cfg.train.on_spike == "rollback" else None
+            # under --on-spike rollback, what a spike in this epoch goes back to (when one can be seen and undone)
+            rollback_possible = (cfg.train.on_spike == "rollback" and last_train_loss is not None
+                                 and rollbacks < MAX_ROLLBACKS)  # the same on every rank
+            before = _training_state(model, optimizer) if rollback_possible else None
             started = time.perf_counter()
             try:
                 train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
@@ -487,20 +491,30 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 raise TrainingDiverged(f"{e}{kept}. Try a lower "
                                        f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
             spiked = loss_spiked(last_train_loss, train_terms["loss"])  # the same sums on every rank
-            if distributed.broadcast(spiked and before is not None and rollbacks < MAX_ROLLBACKS):
+            if before is not None and distributed.broadcast(spiked):
                 # back to the end of the epoch before, at half the lr (rank 0's decision, for every rank): the spike's
-                # epoch writes no record, no checkpoint and no model file
+                # epoch writes no record and no model file
                 _restore_training_state(model, optimizer, before)
+                before = None
                 schedule.scale /= 2
                 rollbacks += 1
+                failure = None
                 if distributed.is_main():
                     _report_spike(cfg, run_dir, bar, epoch, last_train_loss, train_terms["loss"], len(x_val) > 0,
                                   rolled_back=(rollbacks, schedule.scale))
-                    if run_dir is not None:  # over a checkpoint written inside the spike's epoch, if any
-                        writer.wait()
-                        runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch - 1,
-                                             splits.standardizer, best, write=writer.write)
+                    if run_dir is not None:  # the halved scale on disk, over any checkpoint written inside the spike
+                        try:  # (one writer thread, in order: this lands after any queued write)
+                            runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch - 1,
+                                                 splits.standardizer, best, write=writer.write,
+                                                 lr_scale=schedule.scale)
+                        except Exception as e:  # the other ranks must not wait for rank 0 forever
+                            failure = e
                         last_saved = time.monotonic()
+                message = distributed.broadcast(None if failure is None else f"{type(failure).__name__}: {failure}")
+                if failure is not None:
+                    raise failure
+                if message is not None:
+                    raise VaekitError(f"rank 0 stopped in epoch {epoch}: {message}")
                 bar.total += steps_per_epoch  # the epoch again
                 last_epoch_seconds = time.perf_counter() - started
                 epoch -= 1
@@ -561,9 +575,6 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                        train_scores, accuracy)
 
 
-MAX_ROLLBACKS = 3  # --on-spike rollback: a run that keeps spiking at 1/8 of its lr needs another remedy
-
-
 def _training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
     """Copies of the weights and the optimiser's state (its moments, step counts and any weight average), for
     ``_restore_training_state``. A few MB for the MLP models; taken once an epoch under --on-spike rollback."""
@@ -574,7 +585,7 @@ def _training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer) ->
 def _restore_training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                             state: tuple[dict, dict]) -> None:
     model.load_state_dict(state[0])  # copies into the same parameters: a compiled step keeps its graph
-    optimizer.load_state_dict(copy.deepcopy(state[1]))  # a later rollback may need the same state again
+    optimizer.load_state_dict(state[1])  # takes the copies' tensors: the caller drops the snapshot
     average = getattr(optimizer, "weight_average", None)
     if average is not None:
         average.state_restored()
@@ -660,7 +671,7 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
     # the raw weights (and the average in the optimiser's state), outside ``applied_average``.
     runs.append_metrics(run_dir, record)
     runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch, splits.standardizer, best,
-                         write=writer.write)
+                         write=writer.write, lr_scale=1.0 if schedule is None else schedule.scale)
     for path, data in model_file:
         writer.write(path, data)
     return best
@@ -693,7 +704,8 @@ def spike_message(cfg: RunConfig, epoch: int, previous: float, current: float, i
                                                        else ""))
         hints = f"--grad-clip 1.0, a lower --lr (now {cfg.train.lr:g}) or --precision fp32"
     if cfg.train.on_spike == "rollback":  # its rollbacks are spent
-        kept += f" (--on-spike rollback has rolled back {MAX_ROLLBACKS} times)"
+        setting = "on_spike='rollback'" if in_memory else "--on-spike rollback"
+        kept += f" ({setting} has rolled back {MAX_ROLLBACKS} times, its most)"
     return f"{jumped}, a spike that can collapse the code; {kept}. If it recurs, try {hints}"
 
 
@@ -704,15 +716,16 @@ def _epochs_since_best(run_dir: Path) -> int:
 
 
 def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool, device: torch.device
-             ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float | None, tuple[int, torch.Tensor] | None]:
+             ) -> tuple[torch.nn.Module, torch.optim.Optimizer, int, float | None, tuple[int, torch.Tensor] | None,
+                        float]:
     """Model and optimiser, fresh or restored from the run's checkpoint; the run folder made ready (rank 0).
-    Also returns the epochs done, the best validation loss and, for a checkpoint taken inside an epoch, where in
-    that epoch it was (``runs.load_checkpoint``)."""
+    Also returns the epochs done, the best validation loss, for a checkpoint taken inside an epoch where in that
+    epoch it was, and the lr schedule's scale (``runs.load_checkpoint``)."""
     torch.manual_seed(cfg.train.seed)
     model = build_model(cfg.model).to(device)
     optimizer = make_optimizer(cfg, model)
     if run_dir is None:  # training in memory
-        return model, optimizer, 0, None, None
+        return model, optimizer, 0, None, None, 1.0
     error = None
     if distributed.is_main():
         try:
@@ -725,9 +738,9 @@ def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool
     error = distributed.broadcast(error)  # every rank stops on rank 0's error
     if error is not None:
         raise error
-    start_epoch, best, within = 0, None, None
+    start_epoch, best, within, lr_scale = 0, None, None, 1.0
     if resume and (run_dir / runs.CHECKPOINT_FILE).is_file():
-        start_epoch, best, within = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
+        start_epoch, best, within, lr_scale = runs.load_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer)
     elif resume and distributed.is_main():
         print(f"vaekit: note: {run_dir} has no checkpoint (it was stopped before its first epoch ended), so "
               "training starts at epoch 1", file=sys.stderr)
@@ -735,7 +748,7 @@ def _prepare(cfg: RunConfig, run_dir: Path | None, resume: bool, overwrite: bool
         if resume:
             runs.truncate_metrics(run_dir, start_epoch)  # stopped before the first checkpoint: start over
         runs.write_json(run_dir / runs.CONFIG_FILE, cfg.to_dict())
-    return model, optimizer, start_epoch, best, within
+    return model, optimizer, start_epoch, best, within, lr_scale
 
 
 def label_repeats(n_known: int, n_free: int, share: float = 0.25) -> int:
