@@ -49,6 +49,11 @@ PUBLISHED = {"IWAE k=50 (Burda et al. 2016, static)": 87.10, "VAE (pythae reprod
 # README's 82.95, below)
 B250_COSINE = dict(preset="hvae-vampprior", batch_size=250, lr=1e-3, lr_schedule="cosine", warmup_epochs=1)
 B500_COSINE = dict(preset="hvae-vampprior-b500", compile=True)
+# the recipe of vaekit's best static models (the -wd01-ar-w1-trainval entry below): the batch-500 cosine HVAE with
+# weight decay 0.1, an autoregressive likelihood reading one row above each pixel, trained on train + validation;
+# the IWAE-phase variants are overrides of it
+WD01_AR_W1_TRAINVAL = {**B500_COSINE, "patience": 0, "weight_decay": 0.1, "likelihood": "bernoulli-autoregressive",
+                       "autoregressive_window": 1, "validation": "train"}
 MODELS = {
     "mlp": dict(hidden=(512, 256), latent_dim=32),
     "conv": dict(arch="conv", hidden=(256,), latent_dim=32),
@@ -191,31 +196,23 @@ MODELS = {
     # (t), when the budget's cosine re-planned with a jump at the switch, the lr 6.9e-4 -> 2.5e-4): 467 and 465
     # epochs, 82.70 and 82.70, their mixture 82.29. Then (u) with the lr continuous there (objectives.Schedule):
     # 82.69 and 83.37 (a loss spike in the bound's phase at lr 3.3e-4), mixture 82.53 (bench/README.md)
-    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw5-from05": {**B500_COSINE, "patience": 0, "weight_decay": 0.1,
-                                                                   "likelihood": "bernoulli-autoregressive",
-                                                                   "autoregressive_window": 1, "validation": "train",
-                                                                   "iw_samples": 5, "iw_from": 0.5},
+    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw5-from05": {
+        **WD01_AR_W1_TRAINVAL, "iw_samples": 5, "iw_from": 0.5},
     "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw5-from05-seed1": {
-        **B500_COSINE, "patience": 0, "weight_decay": 0.1, "likelihood": "bernoulli-autoregressive",
-        "autoregressive_window": 1, "validation": "train", "iw_samples": 5, "iw_from": 0.5, "seed": 1},
+        **WD01_AR_W1_TRAINVAL, "iw_samples": 5, "iw_from": 0.5, "seed": 1},
     # the same with K = 2: a K = 2 step costs ~1.45x an ELBO step against ~2.35x for K = 5, so the bound's phase
     # holds ~60 % more epochs. Probed for 35 minutes beside the ELBO-only recipe (2026-12-04 (u)): bench/README.md
-    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw2-from05": {**B500_COSINE, "patience": 0, "weight_decay": 0.1,
-                                                                   "likelihood": "bernoulli-autoregressive",
-                                                                   "autoregressive_window": 1, "validation": "train",
-                                                                   "iw_samples": 2, "iw_from": 0.5},
+    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw2-from05": {
+        **WD01_AR_W1_TRAINVAL, "iw_samples": 2, "iw_from": 0.5},
     # its seed-1 twin: the K = 2 pair for the hour (one thread each, side by side), then their mixture. Measured
     # (2026-12-04 (v)): 614 and 616 epochs, 82.60 and 82.76, their mixture 82.26, vaekit's best static figure
     "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw2-from05-seed1": {
-        **B500_COSINE, "patience": 0, "weight_decay": 0.1, "likelihood": "bernoulli-autoregressive",
-        "autoregressive_window": 1, "validation": "train", "iw_samples": 2, "iw_from": 0.5, "seed": 1},
+        **WD01_AR_W1_TRAINVAL, "iw_samples": 2, "iw_from": 0.5, "seed": 1},
     # K = 2 from 0.3 of the schedule instead of half: the bound's phase paid at K = 2 (-iw2-from05's 82.60 and 82.76
     # against the ELBO's 82.82-82.96 on one thread), so more of it may pay more. Probed for 35 minutes beside
     # -iw2-from05 (2026-12-05 (v)): 83.14 against 83.07 (2,000 items), 334 epochs against 359: no gain
-    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw2-from03": {**B500_COSINE, "patience": 0, "weight_decay": 0.1,
-                                                                   "likelihood": "bernoulli-autoregressive",
-                                                                   "autoregressive_window": 1, "validation": "train",
-                                                                   "iw_samples": 2, "iw_from": 0.3},
+    "hvae-vamp-paper-b500-cosine-wd01-ar-w1-trainval-iw2-from03": {
+        **WD01_AR_W1_TRAINVAL, "iw_samples": 2, "iw_from": 0.3},
     # the -wd015 trainval recipe at batch 1000, lr 2e-3 (1.4e-3 x sqrt(2)): the next step of the batch ladder that
     # paid per CPU hour on dynamic data (batch 100 -> 250 -> 500: 84.71 -> 83.40 -> 82.95), larger matmuls and the
     # pseudo-inputs' pass spread over twice the items. AdamW's decay per epoch (decay x lr x steps) is then 0.15 x
