@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import signal
@@ -285,3 +286,36 @@ def test_resume_goes_on_from_a_checkpoint_inside_an_epoch_and_trains_as_if_never
         assert weights and all(torch.equal(a[k], b[k]) for k in weights), name  # the same weights, bit for bit
     assert main(["train", *flags[:-2], "--checkpoint-minutes", "-1", "--run-dir", str(tmp_path / "bad")]) == 2
     assert "--checkpoint-minutes must be >= 0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_on_spike_rollback_undoes_a_loss_gone_nan(tmp_path, monkeypatch, capsys):
+    # one NaN step in epoch 3 (its gradient makes every weight NaN): without rollback this stops the run
+    # (test_divergence_stops_...); with it, epoch 2's state comes back and epoch 3 trains again at half the lr
+    _alter_training_terms(monkeypatch, range(2 * 12 + 3, 2 * 12 + 4), lambda v: v * float("nan"))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "5", "--batch-size", "128", "--lr", "1e-3",
+                 "--lr-schedule", "constant", "--on-spike", "rollback", "--run-dir", str(run), "--quiet",
+                 "--no-plots"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "training loss became nan" in line]
+    assert len(err) == 1 and "rolled back to epoch 2's" in err[0] and "rollback 1 of 3" in err[0], err
+    metrics = runs.read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4, 5]
+    assert all(math.isfinite(m["train_loss"]) for m in metrics) and metrics[-1]["train_loss"] < metrics[1]["train_loss"]
+    assert [m["lr_scale"] for m in metrics] == [1.0, 1.0, 0.5, 0.5, 0.5]
+
+
+def test_the_estimators_take_on_spike_and_grad_clip(monkeypatch):
+    # the scikit-learn estimators reach the same rollback as the CLI (epoch 3 of 15 steps spiked 50x): the fitted
+    # history has the halved lr from epoch 3 on; a bad on_spike is a one-line error naming it
+    from sklearn.datasets import load_digits
+
+    import vaekit
+    x = load_digits().data / 16.0  # 1,797 rows: 15 steps an epoch at batch 128
+    _alter_training_terms(monkeypatch, range(2 * 15 + 1, 3 * 15 + 1), lambda v: 50 * v)
+    with pytest.warns(RuntimeWarning, match="rollback 1 of 3"):  # a fit in memory warns as scikit-learn's do
+        vae = vaekit.VAE(epochs=5, batch_size=128, lr=1e-3, lr_schedule="constant", on_spike="rollback",
+                         grad_clip=100.0, random_state=0).fit(x)
+    assert vae.config_.train.on_spike == "rollback" and vae.config_.train.grad_clip == 100.0
+    assert [m["lr"] for m in vae.history_] == pytest.approx([1e-3, 1e-3, 5e-4, 5e-4, 5e-4])
+    with pytest.raises(vaekit.VaekitError, match="on_spike|on-spike"):
+        vaekit.OutlierDetector(on_spike="retry", epochs=1).fit(x)

@@ -219,6 +219,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
                     autoregressive_order=self.autoregressive_order, epochs=epochs, batch_size=batch,
                     optimizer=self.optimizer,
                     weight_decay=self.weight_decay, weight_average=self.weight_average, dropout=self.dropout,
+                    grad_clip=self.grad_clip, on_spike=self.on_spike,
                     lr=self.lr if self.lr is not None else (SMALL_DATA_LR if small else None),
                     lr_schedule=self.lr_schedule or ("cosine" if small else None), seed=seed, device=self.device,
                     precision=self.precision, patience=self.n_iter_no_change if self.early_stopping else None,
@@ -390,6 +391,13 @@ _SHARED_DOC = """
     dropout : float
         Dropout on the hidden units of the decoder (and of each p(z_l | z_l+1) of a hierarchy) while fitting, a
         regulariser against overfitting; off in every use of the fitted model. 0 (default): off.
+    grad_clip : float or None
+        Clip the gradient's global norm to this value each step. None (default): off.
+    on_spike : {"warn", "rollback"}
+        An epoch whose training loss jumps by more than half: "warn" (default) says so with a ``RuntimeWarning``;
+        "rollback" also undoes it (weights and optimiser state back to the epoch before), halves the lr for the
+        rest of the fit and trains the epoch again, at most 3 times a fit, and does the same for a loss gone NaN
+        or inf after the first epoch (which otherwise stops the fit).
     early_stopping : bool
         Hold out ``validation_fraction`` of the rows and stop after ``n_iter_no_change`` epochs without a
         better validation loss, keeping the best epoch's weights. Off: every row trains.
@@ -461,6 +469,7 @@ class VAE(_LatentEstimator):
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
                  weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
+                 grad_clip: float | None = None, on_spike: str = "warn",
                  lr: float | None = None, lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  standardize: str | bool = "auto",
@@ -523,6 +532,7 @@ class Autoencoder(_LatentEstimator):
                  autoregressive_order: str = "rows", epochs: int | None = None, batch_size: int | None = None,
                  optimizer: str = "adam",
                  weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
+                 grad_clip: float | None = None, on_spike: str = "warn",
                  lr: float | None = None, lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
                  standardize: str | bool = "auto",
@@ -570,8 +580,8 @@ class OutlierDetector(BaseEstimator):
         None on fewer than 10,000 rows: about 300 optimiser steps at lr 1e-3 (a detector ranks new rows better
         from a model that has not fitted its few training rows to the last detail; see ``DETECTOR_STEPS``);
         on more, the estimators' defaults.
-    latent_dim, hidden, batch_size, optimizer, weight_decay, weight_average, dropout, early_stopping, standardize,
-    n_threads, device, random_state, verbose
+    latent_dim, hidden, batch_size, optimizer, weight_decay, weight_average, dropout, grad_clip, on_spike,
+    early_stopping, standardize, n_threads, device, random_state, verbose
         As for ``vaekit.VAE`` (PyOD's autoencoders have ``weight_decay`` and ``dropout_rate`` too).
 
     Examples
@@ -590,7 +600,8 @@ class OutlierDetector(BaseEstimator):
                  threshold_holdout: float = 0.2, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, epochs: int | None = None, batch_size: int | None = None,
                  optimizer: str = "adam", weight_decay: float = 0.0, weight_average: float = 0.0,
-                 dropout: float = 0.0, lr: float | None = None, early_stopping: bool = False,
+                 dropout: float = 0.0, grad_clip: float | None = None, on_spike: str = "warn",
+                 lr: float | None = None, early_stopping: bool = False,
                  standardize: str | bool = "auto", n_threads: int | None = None,
                  device: str = "auto", random_state: Any = None, verbose: bool = False):
         _store_params(self, locals())
@@ -729,7 +740,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     ----------
     latent_dim, hidden, arch, conv_channels, likelihood, autoregressive_hidden, autoregressive_window,
     autoregressive_units, autoregressive_order, epochs, batch_size, optimizer, weight_decay, weight_average,
-    dropout, lr, lr_schedule,
+    dropout, grad_clip, on_spike, lr, lr_schedule,
     standardize, n_threads, device, precision, random_state, verbose
         As for ``vaekit.VAE``.
     classifier_arch : {"mlp", "conv"} or None
@@ -779,7 +790,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  m1_latent_dim: int | None = None, m1_draws: int = 10, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
                  batch_size: int | None = None, optimizer: str = "adam", weight_decay: float = 0.0,
-                 weight_average: float = 0.0, dropout: float = 0.0, lr: float | None = None,
+                 weight_average: float = 0.0, dropout: float = 0.0, grad_clip: float | None = None,
+                 on_spike: str = "warn", lr: float | None = None,
                  lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,
                  n_iter_no_change: int = 10, standardize: str | bool = "auto", n_threads: int | None = None,
                  device: str = "auto", precision: str = "auto", random_state: Any = None, verbose: bool = False):

@@ -42,7 +42,11 @@ FEW_STEPS = 500  # fewer optimiser steps than this leave an MLP VAE's samples a 
 
 
 class TrainingDiverged(VaekitError):
-    """The loss or a gradient became NaN or infinite."""
+    """The loss or a gradient became NaN or infinite; ``loss``: the epoch's running loss when it was seen."""
+
+    def __init__(self, message: str, loss: float = math.nan):
+        super().__init__(message)
+        self.loss = loss
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -480,17 +484,20 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             rollback_possible = (cfg.train.on_spike == "rollback" and last_train_loss is not None
                                  and rollbacks < MAX_ROLLBACKS)  # the same on every rank
             before = _training_state(model, optimizer) if rollback_possible else None
-            started = time.perf_counter()
+            started, shown = time.perf_counter(), bar.n
             try:
                 train_terms = train_epoch(objective, optimizer, x_fit, cfg, epoch, bar, y_fit,
                                           within if epoch == start_epoch + 1 else None,
                                           save_within(epoch) if run_dir and cfg.train.checkpoint_minutes else None,
                                           schedule)
-            except TrainingDiverged as e:
-                kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
-                raise TrainingDiverged(f"{e}{kept}. Try a lower "
-                                       f"--lr (now {cfg.train.lr:g}), --grad-clip 1.0, or --precision fp32") from None
-            spiked = loss_spiked(last_train_loss, train_terms["loss"])  # the same sums on every rank
+            except TrainingDiverged as e:  # raised on every rank alike (the loss is summed across them)
+                if before is None:  # nothing to go back to
+                    kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
+                    raise TrainingDiverged(f"{e}{kept}. Try a lower --lr (now {cfg.train.lr:g}), --grad-clip 1.0, "
+                                           "or --precision fp32") from None
+                train_terms = {"loss": e.loss}  # a loss gone NaN or inf is rolled back as a spike is
+            # the same sums on every rank
+            spiked = not math.isfinite(train_terms["loss"]) or loss_spiked(last_train_loss, train_terms["loss"])
             if before is not None and distributed.broadcast(spiked):
                 # back to the end of the epoch before, at half the lr (rank 0's decision, for every rank): the spike's
                 # epoch writes no record and no model file
@@ -515,8 +522,10 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                     raise failure
                 if message is not None:
                     raise VaekitError(f"rank 0 stopped in epoch {epoch}: {message}")
-                bar.total += steps_per_epoch  # the epoch again
-                last_epoch_seconds = time.perf_counter() - started
+                bar.total += bar.n - shown  # the epoch again: the steps the undone pass showed
+                # a diverged pass stopped part-way: its time is no epoch's, and the budget check must not start
+                # an epoch on the strength of it
+                last_epoch_seconds = max(last_epoch_seconds, time.perf_counter() - started)
                 epoch -= 1
                 continue
             failure = None
@@ -689,7 +698,8 @@ def spike_message(cfg: RunConfig, epoch: int, previous: float, current: float, i
     """What a loss spike (``loss_spiked``) did and what to try: in the flags' names for a run folder, in the
     estimators' parameter names for a fit in memory. ``validated``: a validation split picks the kept epoch.
     ``rolled_back``: (rollbacks so far, the lr's scale now) when --on-spike rollback undid the epoch."""
-    jumped = f"epoch {epoch}'s training loss jumped from {previous:.2f} to {current:.2f}"
+    jumped = (f"epoch {epoch}'s training loss jumped from {previous:.2f} to {current:.2f}" if math.isfinite(current)
+              else f"epoch {epoch}'s training loss became {current}")
     if rolled_back is not None:
         count, scale = rolled_back
         return (f"{jumped}; rolled back to epoch {epoch - 1}'s weights and optimiser state, the lr now {scale:g} of "
@@ -837,7 +847,7 @@ def train_epoch(objective: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
             running = total[0].item() / total[1].item()  # a NaN or inf in any step so far shows up here
             if not math.isfinite(running):
                 raise TrainingDiverged(f"training diverged: the loss became {running} in epoch {epoch}, "
-                                       f"between steps {shown + 1} and {step}")
+                                       f"between steps {shown + 1} and {step}", loss=running)
             bar.set_postfix(epoch=epoch, loss=f"{running:.2f}", refresh=False)
             bar.update(step - shown)
             shown = step

@@ -25,10 +25,27 @@ from .priors import WithPrior, build_prior, gaussian_kl_per_dim, gaussian_log_de
 LOGVAR_RANGE = (-30.0, 20.0)  # exp() of the log-variance stays finite in fp32 and bf16
 
 
+# per stochastic layer, top first: (d_mu, d_logvar), each (B, d), added to q's mean and log-variance for B items
+Shifts = list[tuple[torch.Tensor, torch.Tensor]]
+
+
 def _gaussian(params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """A layer's output (..., 2L) -> mean and clamped log-variance (..., L) each."""
     mu, logvar = params.chunk(2, dim=-1)
     return mu, logvar.clamp(*LOGVAR_RANGE)
+
+
+def _shifted(mu: torch.Tensor, logvar: torch.Tensor, shift: tuple[torch.Tensor, torch.Tensor] | None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """q's mean and log-variance (..., B, d), moved by a per-item shift (B, d) each (broadcast over samples): the mean
+    by d_mu standard deviations, the log-variance by d_logvar."""
+    if shift is None:
+        return mu, logvar
+    d_mu, d_logvar = shift
+    dtype = torch.promote_types(mu.dtype, torch.float32)  # fp32 (or fp64) under bf16 autocast, as ``_draw`` draws
+    mu, logvar = mu.to(dtype), logvar.to(dtype)
+    # the mean moves in units of q's own standard deviation: one step size fits every dim, however narrow
+    return mu + torch.exp(0.5 * logvar) * d_mu.to(dtype), (logvar + d_logvar.to(dtype)).clamp(*LOGVAR_RANGE)
 
 
 class LowerLayer(nn.Module):
@@ -82,15 +99,24 @@ class VAE(WithPrior, LatentModel):
         return {"mean": mu, "logvar": logvar}  # (B, L) each
 
     # --- the hierarchy ----------------------------------------------------------------------------------
+    @property
+    def layer_sizes(self) -> list[int]:
+        """Each stochastic layer's width, top (the code z_L) first, as ``_posterior`` lists them."""
+        return [self.cfg.latent_dim, *self.cfg.hierarchy[::-1]]
+
     def _posterior(self, x: torch.Tensor, k: int | None = None, generator: torch.Generator | None = None,
-                   at_mean: bool = False, shared: bool = False) -> list[tuple[torch.Tensor, ...]]:
+                   at_mean: bool = False, shared: bool = False, shifts: Shifts | None = None
+                   ) -> list[tuple[torch.Tensor, ...]]:
         """One top-down pass of q: [(z, mu, logvar) of z_L (the code), then z_{L-1}, ..., z_1]. z is (K, B, d) with
         ``k`` draws per item, else (B, d); the top's mu and logvar are (B, L), a lower layer's are shaped like its
-        z. ``at_mean``: every z at its mean; ``shared``: one draw of the noise for all items ((K, 1, d))."""
-        mu, logvar = self.encode(x)
+        z. ``at_mean``: every z at its mean; ``shared``: one draw of the noise for all items ((K, 1, d)).
+        ``shifts``: per item (d_mu, d_logvar), each (B, d), added to each layer's mean and log-variance, top first
+        (a proposal refined for these items, ``objectives.refine_proposal``)."""
+        shifts = shifts or [None] * (len(self.lower) + 1)
+        mu, logvar = _shifted(*self.encode(x), shifts[0])
         layers = [(self._draw(mu, logvar, k, generator, at_mean, shared), mu, logvar)]
-        for layer in reversed(self.lower):
-            mu_l, logvar_l = layer.q(layer.features(x), layers[-1][0])
+        for layer, shift in zip(reversed(self.lower), shifts[1:], strict=True):
+            mu_l, logvar_l = _shifted(*layer.q(layer.features(x), layers[-1][0]), shift)
             layers.append((self._draw(mu_l, logvar_l, None, generator, at_mean, shared), mu_l, logvar_l))
         return layers
 
@@ -174,12 +200,14 @@ class VAE(WithPrior, LatentModel):
         return {"loss": recon + kl, "recon": recon, "kl": kl, "kl_per_dim": kl_dims}
 
     def log_weight_terms(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                         target: torch.Tensor | None = None, shared: bool = False) -> dict[str, torch.Tensor]:
+                         target: torch.Tensor | None = None, shared: bool = False, shifts: Shifts | None = None
+                         ) -> dict[str, torch.Tensor]:
         """Importance log-weights for k draws of every layer from q (the whole inference network is the proposal):
         ``log_w`` = log p(target, z_1..z_L) - log q(z_1..z_L | x) and its parts ``log_px``, ``log_pz``, ``log_q``,
-        each (K, B) fp32 (Burda et al. 2016, eq. 8). ``shared``: the same noise for every item of x."""
+        each (K, B) fp32 (Burda et al. 2016, eq. 8). ``shared``: the same noise for every item of x; ``shifts``:
+        q moved per item (``_posterior``), the proposal then being the moved q."""
         target = x if target is None else target
-        layers = self._posterior(x, k, generator, shared=shared)
+        layers = self._posterior(x, k, generator, shared=shared, shifts=shifts)
         log_px = self.likelihood.log_prob(self._params(layers), target.flatten(1).float())  # (K, B), broadcast target
         log_q = sum(gaussian_log_density(z, mu, logvar) for z, mu, logvar in layers)  # (K, B)
         log_pz = self.log_prior(layers[0][0])
@@ -188,9 +216,10 @@ class VAE(WithPrior, LatentModel):
         return {"log_w": log_px + log_pz - log_q, "log_px": log_px, "log_pz": log_pz, "log_q": log_q}
 
     def log_weights(self, x: torch.Tensor, k: int, generator: torch.Generator | None = None,
-                    target: torch.Tensor | None = None) -> torch.Tensor:
-        """log p(target, z_k) - log q(z_k|x) for k draws from q: (K, B), fp32 (objectives.importance_sampled_nll)."""
-        return self.log_weight_terms(x, k, generator, target)["log_w"]
+                    target: torch.Tensor | None = None, shifts: Shifts | None = None) -> torch.Tensor:
+        """log p(target, z_k) - log q(z_k|x) for k draws from q (moved by ``shifts``): (K, B), fp32
+        (objectives.importance_sampled_nll)."""
+        return self.log_weight_terms(x, k, generator, target, shifts=shifts)["log_w"]
 
     def objective(self, x: torch.Tensor, target: torch.Tensor, cfg: TrainConfig, weight: float | torch.Tensor,
                   labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -217,7 +246,7 @@ class VAE(WithPrior, LatentModel):
     def _kl_columns(self) -> list[tuple[slice, int]]:
         """Where each stochastic layer's KL sits in ``kl_per_dim`` and the layer's size, top (the code) first: L
         columns for a code under N(0, I), one under a learned prior; one per dim for every lower layer."""
-        sizes = [self.cfg.latent_dim, *self.cfg.hierarchy[::-1]]
+        sizes = self.layer_sizes
         widths = [sizes[0] if self.prior.analytic else 1, *sizes[1:]]
         starts = [sum(widths[:i]) for i in range(len(widths))]
         return [(slice(start, start + width), size) for start, width, size in zip(starts, widths, sizes)]
