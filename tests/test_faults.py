@@ -304,6 +304,47 @@ def test_on_spike_rollback_undoes_a_loss_gone_nan(tmp_path, monkeypatch, capsys)
     assert [m["lr_scale"] for m in metrics] == [1.0, 1.0, 0.5, 0.5, 0.5]
 
 
+class _NanGradient(torch.autograd.Function):
+    """The value as it is, a NaN gradient: weights gone non-finite behind a finite loss."""
+
+    @staticmethod
+    def forward(ctx, value):
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+@pytest.mark.parametrize("case", ["nan loss in epoch 1", "nan weights behind a finite loss"])
+def test_on_spike_rollback_also_mends_a_first_epoch_and_weights_gone_nan(tmp_path, monkeypatch, capsys, case):
+    # a NaN loss in epoch 1 (no epoch before: back to the starting weights), or a finite loss whose last step's
+    # NaN gradient left the weights NaN at epoch 3's end (seen only there): each undone once, at half the lr, and
+    # the run ends as a whole with finite weights; without rollback each stops the run
+    if case == "nan loss in epoch 1":
+        steps, alter = range(3, 4), lambda v: v * float("nan")
+        said, epoch, back = "training loss became nan", 1, "rolled back to the starting weights"
+    else:
+        steps, alter = range(3 * 12, 3 * 12 + 1), _NanGradient.apply
+        said, epoch, back = "weights became non-finite (its training loss", 3, "rolled back to epoch 2's"
+    _alter_training_terms(monkeypatch, steps, alter)
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "digits", "--epochs", "4", "--batch-size", "128", "--lr", "1e-3", "--lr-schedule",
+            "constant", "--run-dir", str(run), "--quiet", "--no-plots"]
+    assert main([*args, "--on-spike", "rollback"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if said in line]
+    assert len(err) == 1 and f"epoch {epoch}'s" in err[0] and back in err[0] and "rollback 1 of 3" in err[0], err
+    metrics = runs.read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4] and all(math.isfinite(m["train_loss"]) for m in metrics)
+    assert [m["lr_scale"] for m in metrics] == [1.0] * (epoch - 1) + [0.5] * (5 - epoch)
+    model, _, _ = runs.load_model(run)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    monkeypatch.undo()  # the same fault again, counted from the new run's first step, without rollback: it stops
+    _alter_training_terms(monkeypatch, steps, alter)
+    assert main([*args, "--overwrite"]) == 2
+    assert "diverged" in capsys.readouterr().err
+
+
 def test_the_estimators_take_on_spike_and_grad_clip(monkeypatch):
     # the scikit-learn estimators reach the same rollback as the CLI (epoch 3 of 15 steps spiked 50x): the fitted
     # history has the halved lr from epoch 3 on; a bad on_spike is a one-line error naming it

@@ -203,10 +203,14 @@ def test_time_budget_is_a_cap_and_the_run_is_complete(tmp_path, capsys, one_thre
     # end, and the budget may stop an epoch or two before it.)
     lrs = [m["lr"] for m in metrics]
     assert lrs[-1] < 0.5 * max(lrs) and lrs.index(max(lrs)) < len(lrs) / 2
-    # a resume gets a new budget and a schedule that ends with it, set at once from the record's epoch times: its
-    # first epoch's lr is along the cosine (about halfway on an idle machine), not back at the peak (>0.999 of it)
+    # the run ended its decay with its budget; a resume gets a new budget and extends the run with one cosine over
+    # all of it, planned at once from the record's epoch times: its first epoch's lr is along that cosine (about
+    # halfway on an idle machine), neither back at the peak nor kept at the finished decay's ~0
+    capsys.readouterr()
     resumed = vaekit.resume(tmp_path / "r", progress=False, pictures=False).metrics[len(metrics):]
-    assert resumed and resumed[0]["lr"] < 0.95 * max(lrs)
+    assert resumed and 0.1 * max(lrs) < resumed[0]["lr"] < 0.95 * max(lrs)
+    assert resumed[-1]["lr"] < 0.5 * max(lrs)  # and it decays again to the new budget's end
+    assert "had finished its learning-rate decay" in capsys.readouterr().err
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):

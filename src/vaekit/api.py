@@ -26,6 +26,7 @@ from . import distributed, runs
 from .config import RunConfig, build_config
 from .data import IN_MEMORY, ArrayData, Splits, absolute_paths, data_for_run, load_data, load_splits
 from .errors import RunError, VaekitError
+from .objectives import REFINE_DRAWS
 from .tensors import as_tensor, describe_machine, model_input
 from .training import TrainResult, evaluate_terms
 from .training import train as _train
@@ -280,9 +281,9 @@ def _check_nll(model: torch.nn.Module, k: int, precision: str, proposal_steps: i
         raise VaekitError(f"unknown precision {precision!r}; choose auto, fp32 or bf16")
 
 
-# items a batch of ``objectives.refine_proposal``: x its k = 16 draws a step, (4096, D) rows, as large as the
+# items a batch of ``objectives.refine_proposal``: x its draws a step, 4,096 rows (B K, D), as large as the
 # importance sampling's passes
-REFINED_ITEMS = 256
+REFINED_ITEMS = 4096 // REFINE_DRAWS
 
 
 def _nll(model: torch.nn.Module, x: torch.Tensor, k: int, seed: int, precision: str, progress: bool,

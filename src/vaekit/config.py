@@ -191,8 +191,8 @@ class TrainConfig:
                                             "(default), or rollback: restore the weights and optimiser state of the "
                                             "epoch before, halve the lr for the rest of the run and train the epoch "
                                             "again (at most 3 times a run; a fourth spike is kept, with a warning); "
-                                            "rollback also undoes a loss gone NaN or inf, which otherwise stops the "
-                                            "run")
+                                            "rollback also undoes a loss or weights gone NaN or inf, which otherwise "
+                                            "stop the run")
     max_minutes: float | None = setting(None, "wall-clock budget, a cap: an epoch starts only if one as long as "
                                               "the last still fits; a cosine lr schedule ends with the budget")
     checkpoint_minutes: float = setting(10.0, "also checkpoint inside an epoch once this many minutes have passed "

@@ -396,8 +396,8 @@ _SHARED_DOC = """
     on_spike : {"warn", "rollback"}
         An epoch whose training loss jumps by more than half: "warn" (default) says so with a ``RuntimeWarning``;
         "rollback" also undoes it (weights and optimiser state back to the epoch before), halves the lr for the
-        rest of the fit and trains the epoch again, at most 3 times a fit, and does the same for a loss gone NaN
-        or inf after the first epoch (which otherwise stops the fit).
+        rest of the fit and trains the epoch again, at most 3 times a fit, and does the same for a loss or
+        weights gone NaN or inf (which otherwise stop the fit; in the first epoch it goes back to the start).
     early_stopping : bool
         Hold out ``validation_fraction`` of the rows and stop after ``n_iter_no_change`` epochs without a
         better validation loss, keeping the best epoch's weights. Off: every row trains.

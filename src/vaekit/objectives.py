@@ -16,6 +16,13 @@ import torch
 from .config import TrainConfig
 
 LOG_2PI = math.log(2 * math.pi)
+REFINE_DRAWS = 16  # draws a step of ``refine_proposal``'s bound
+
+
+def draw_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype q's draws and shifts are made in: fp32 (fp64 stays fp64) under bf16 autocast, whose 8-bit
+    mantissa would round the noise and the log-densities of the draws."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 class Schedule:
@@ -86,7 +93,7 @@ def iwae_bound(model, x: torch.Tensor, k: int, generator: torch.Generator | None
     return torch.logsumexp(log_weights(model, x, k, generator, target, shifts), dim=0) - math.log(k)
 
 
-def refine_proposal(model, x: torch.Tensor, steps: int, k: int = 16, lr: float = 0.01, check_k: int = 64,
+def refine_proposal(model, x: torch.Tensor, steps: int, k: int = REFINE_DRAWS, lr: float = 0.01, check_k: int = 64,
                     generator: torch.Generator | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per-item shifts of every stochastic layer's q mean and log-variance, top first, each (B, d) fp32, that raise
     the IWAE bound with ``k`` draws: ``steps`` Adam steps on the shifts alone, from zero; the model is unchanged.
@@ -99,7 +106,7 @@ def refine_proposal(model, x: torch.Tensor, steps: int, k: int = 16, lr: float =
     drawn in fp32 where bf16 autocast draws q's lower layers in bf16); the choice uses none of the estimate's own
     draws, which come after these from the generator.
     """
-    dtype = torch.promote_types(x.dtype, torch.float32)
+    dtype = draw_dtype(x.dtype)
     params = [torch.zeros(len(x), size, device=x.device, dtype=dtype, requires_grad=True)
               for size in model.layer_sizes for _ in range(2)]
 

@@ -39,6 +39,9 @@ MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves dow
 PROGRESS_EVERY = 25  # steps between progress-bar refreshes (each one is a device sync)
 MAX_ROLLBACKS = 3  # --on-spike rollback: a run that keeps spiking at 1/8 of its lr needs another remedy
 FEW_STEPS = 500  # fewer optimiser steps than this leave an MLP VAE's samples a flat blur on MNIST-like data
+# a budgeted run resumed past this share of its cosine decay had finished it (the lr at 2.5e-4 of its peak): a
+# continued decay would spend the new budget at lr ~0, so the resume re-plans one cosine over the whole run instead
+DECAY_ENDED = 0.99
 
 
 class TrainingDiverged(VaekitError):
@@ -450,6 +453,14 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     # and any run with its checkpoint's lr scale (each --on-spike rollback halved it)
     recorded = (m.get("schedule") for m in resumed_record if m.get("epoch") == start_epoch)
     done_before = distributed.broadcast(next(recorded, None) if cfg.train.max_minutes else None)
+    if done_before is not None and done_before >= DECAY_ENDED and cfg.train.lr_schedule == "cosine":
+        # it ended with its budget: the new budget extends the run (as a larger --epochs does), the lr back at
+        # the point of a cosine over all of it. (A continued decay would train the whole budget at lr 0.)
+        done_before = None
+        if distributed.is_main():
+            print(f"vaekit: note: {run_dir} had finished its learning-rate decay (epoch {start_epoch}); the new "
+                  f"{cfg.train.max_minutes:g}-minute budget extends the run with one cosine over all of it",
+                  file=sys.stderr)
     schedule = Schedule(cfg.train, schedule_end(start_epoch),
                         None if done_before is None else (float(start_epoch), done_before), lr_scale)
     rollbacks = round(-math.log2(lr_scale))  # --on-spike rollback: epochs trained again so far in the run
@@ -480,9 +491,9 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
             if distributed.broadcast(time.monotonic() + last_epoch_seconds > budget_ends):  # all ranks stop together
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
-            # under --on-spike rollback, what a spike in this epoch goes back to (when one can be seen and undone)
-            rollback_possible = (cfg.train.on_spike == "rollback" and last_train_loss is not None
-                                 and rollbacks < MAX_ROLLBACKS)  # the same on every rank
+            # under --on-spike rollback, what a spike in this epoch goes back to (a first epoch's loss gone non-finite,
+            # or weights gone so, go back to where it started)
+            rollback_possible = cfg.train.on_spike == "rollback" and rollbacks < MAX_ROLLBACKS  # alike on every rank
             before = _training_state(model, optimizer) if rollback_possible else None
             started, shown = time.perf_counter(), bar.n
             try:
@@ -496,8 +507,11 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                     raise TrainingDiverged(f"{e}{kept}. Try a lower --lr (now {cfg.train.lr:g}), --grad-clip 1.0, "
                                            "or --precision fp32") from None
                 train_terms = {"loss": e.loss}  # a loss gone NaN or inf is rolled back as a spike is
-            # the same sums on every rank
-            spiked = not math.isfinite(train_terms["loss"]) or loss_spiked(last_train_loss, train_terms["loss"])
+            # the same sums on every rank; the weights can go non-finite in the epoch's last steps behind a finite
+            # loss (checked here only where a rollback can mend it: _end_epoch stops any other run)
+            weights_finite = before is None or finite_weights(model)
+            spiked = (not weights_finite or not math.isfinite(train_terms["loss"])
+                      or loss_spiked(last_train_loss, train_terms["loss"]))
             if before is not None and distributed.broadcast(spiked):
                 # back to the end of the epoch before, at half the lr (rank 0's decision, for every rank): the spike's
                 # epoch writes no record and no model file
@@ -508,7 +522,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 failure = None
                 if distributed.is_main():
                     _report_spike(cfg, run_dir, bar, epoch, last_train_loss, train_terms["loss"], len(x_val) > 0,
-                                  rolled_back=(rollbacks, schedule.scale))
+                                  rolled_back=(rollbacks, schedule.scale), weights_finite=weights_finite)
                     if run_dir is not None:  # the halved scale on disk, over any checkpoint written inside the spike
                         try:  # (one writer thread, in order: this lands after any queued write)
                             runs.save_checkpoint(run_dir / runs.CHECKPOINT_FILE, model, optimizer, cfg, epoch - 1,
@@ -600,12 +614,18 @@ def _restore_training_state(model: torch.nn.Module, optimizer: torch.optim.Optim
         average.state_restored()
 
 
-def _report_spike(cfg: RunConfig, run_dir: Path | None, bar: tqdm, epoch: int, previous: float, current: float,
-                  validated: bool, rolled_back: tuple[int, float] | None = None) -> None:
+def finite_weights(model: torch.nn.Module) -> bool:
+    """Whether every weight is finite (one device sync a tensor; checked once an epoch)."""
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _report_spike(cfg: RunConfig, run_dir: Path | None, bar: tqdm, epoch: int, previous: float | None,
+                  current: float, validated: bool, rolled_back: tuple[int, float] | None = None,
+                  weights_finite: bool = True) -> None:
     """Tell of a loss spike: a Python warning for a fit in memory (the estimators, as scikit-learn's), else a line
     on stderr."""
     spike = spike_message(cfg, epoch, previous, current, in_memory=run_dir is None, validated=validated,
-                          rolled_back=rolled_back)
+                          rolled_back=rolled_back, weights_finite=weights_finite)
     if run_dir is None:
         warnings.warn(spike, RuntimeWarning, stacklevel=_callers_level())
     else:
@@ -643,8 +663,8 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
         val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
                                    noise=cfg.data.noise, autocast=autocast_dtype(cfg, x_val.device)) \
             if len(x_val) else {}
-        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()) or \
-                not math.isfinite(val_terms.get("loss", 0.0)):  # e.g. an inf gradient in the epoch's last step
+        if not finite_weights(model) or not math.isfinite(val_terms.get("loss", 0.0)):
+            # e.g. an inf gradient in the epoch's last step
             kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
             raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}{kept}. "
                                    f"Try a lower --lr (now {cfg.train.lr:g}) or --grad-clip 1.0")
@@ -693,18 +713,23 @@ def loss_spiked(previous: float | None, current: float) -> bool:
     return previous is not None and current - previous > max(1.0, 0.5 * abs(previous))
 
 
-def spike_message(cfg: RunConfig, epoch: int, previous: float, current: float, in_memory: bool,
-                  validated: bool, rolled_back: tuple[int, float] | None = None) -> str:
+def spike_message(cfg: RunConfig, epoch: int, previous: float | None, current: float, in_memory: bool,
+                  validated: bool, rolled_back: tuple[int, float] | None = None, weights_finite: bool = True) -> str:
     """What a loss spike (``loss_spiked``) did and what to try: in the flags' names for a run folder, in the
     estimators' parameter names for a fit in memory. ``validated``: a validation split picks the kept epoch.
-    ``rolled_back``: (rollbacks so far, the lr's scale now) when --on-spike rollback undid the epoch."""
-    jumped = (f"epoch {epoch}'s training loss jumped from {previous:.2f} to {current:.2f}" if math.isfinite(current)
-              else f"epoch {epoch}'s training loss became {current}")
+    ``rolled_back``: (rollbacks so far, the lr's scale now) when --on-spike rollback undid the epoch;
+    ``weights_finite`` False: it undid weights gone non-finite behind a finite loss."""
+    if not math.isfinite(current):
+        jumped = f"epoch {epoch}'s training loss became {current}"
+    elif not weights_finite:
+        jumped = f"epoch {epoch}'s weights became non-finite (its training loss {current:.2f})"
+    else:
+        jumped = f"epoch {epoch}'s training loss jumped from {previous:.2f} to {current:.2f}"
     if rolled_back is not None:
         count, scale = rolled_back
-        return (f"{jumped}; rolled back to epoch {epoch - 1}'s weights and optimiser state, the lr now {scale:g} of "
-                f"its schedule's for the rest of the run, and training epoch {epoch} again (rollback {count} of "
-                f"{MAX_ROLLBACKS})")
+        back = f"epoch {epoch - 1}'s weights and optimiser state" if epoch > 1 else "the starting weights"
+        return (f"{jumped}; rolled back to {back}, the lr now {scale:g} of its schedule's for the rest of the run, "
+                f"and training epoch {epoch} again (rollback {count} of {MAX_ROLLBACKS})")
     if in_memory:
         kept = "the model keeps the best validation epoch" if validated else "the last epoch's weights are kept"
         hints = f"a lower lr (now {cfg.train.lr:g}) or precision='fp32'"

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig, TrainConfig
+from ..objectives import draw_dtype
 from .base import LatentModel
 from .networks import build_networks, mlp
 from .priors import WithPrior, build_prior, gaussian_kl_per_dim, gaussian_log_density, reparameterize
@@ -42,7 +43,7 @@ def _shifted(mu: torch.Tensor, logvar: torch.Tensor, shift: tuple[torch.Tensor, 
     if shift is None:
         return mu, logvar
     d_mu, d_logvar = shift
-    dtype = torch.promote_types(mu.dtype, torch.float32)  # fp32 (or fp64) under bf16 autocast, as ``_draw`` draws
+    dtype = draw_dtype(mu.dtype)  # as ``_draw`` draws
     mu, logvar = mu.to(dtype), logvar.to(dtype)
     # the mean moves in units of q's own standard deviation: one step size fits every dim, however narrow
     return mu + torch.exp(0.5 * logvar) * d_mu.to(dtype), (logvar + d_logvar.to(dtype)).clamp(*LOGVAR_RANGE)
@@ -128,7 +129,7 @@ class VAE(WithPrior, LatentModel):
             return mu if k is None else mu.expand(k, *mu.shape)
         if k is None and not shared:
             return reparameterize(mu, logvar, generator)
-        dtype = torch.promote_types(mu.dtype, torch.float32)  # fp32 draws under bf16 autocast
+        dtype = draw_dtype(mu.dtype)
         mu, logvar = mu.to(dtype), logvar.to(dtype)
         shape = (*(() if k is None else (k,)), *mu.shape)
         if shared:  # (K, 1, d): the item axis broadcasts
