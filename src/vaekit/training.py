@@ -39,9 +39,10 @@ MIN_DEFAULT_BATCH, MIN_STEPS_PER_EPOCH = 128, 100  # a recipe's batch halves dow
 PROGRESS_EVERY = 25  # steps between progress-bar refreshes (each one is a device sync)
 MAX_ROLLBACKS = 3  # --on-spike rollback: a run that keeps spiking at 1/8 of its lr needs another remedy
 FEW_STEPS = 500  # fewer optimiser steps than this leave an MLP VAE's samples a flat blur on MNIST-like data
-# a budgeted run resumed past this share of its cosine decay had finished it (the lr at 2.5e-4 of its peak): a
-# continued decay would spend the new budget at lr ~0, so the resume re-plans one cosine over the whole run instead
-DECAY_ENDED = 0.99
+# a budgeted run resumed where its cosine had brought the lr below this share of its peak had in effect finished
+# its decay (the budget ends it at the planned end or an epoch or two before, at ~0-3 % of the peak): continuing
+# it would spend the new budget at lr ~0, so the resume re-plans one cosine over the whole run instead
+DECAY_ENDED_LR = 0.05
 
 
 class TrainingDiverged(VaekitError):
@@ -453,9 +454,11 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     # and any run with its checkpoint's lr scale (each --on-spike rollback halved it)
     recorded = (m.get("schedule") for m in resumed_record if m.get("epoch") == start_epoch)
     done_before = distributed.broadcast(next(recorded, None) if cfg.train.max_minutes else None)
-    if done_before is not None and done_before >= DECAY_ENDED and cfg.train.lr_schedule == "cosine":
+    if (done_before is not None and cfg.train.lr_schedule == "cosine"
+            and 0.5 * (1 + math.cos(math.pi * done_before)) < DECAY_ENDED_LR):
         # it ended with its budget: the new budget extends the run (as a larger --epochs does), the lr back at
-        # the point of a cosine over all of it. (A continued decay would train the whole budget at lr 0.)
+        # the point of a cosine over all of it, --iw-from's switch with it. (A continued decay would train the
+        # whole budget at lr ~0.)
         done_before = None
         if distributed.is_main():
             print(f"vaekit: note: {run_dir} had finished its learning-rate decay (epoch {start_epoch}); the new "
@@ -492,8 +495,11 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
                 bar.write(f"stopping after epoch {epoch - 1}: the {cfg.train.max_minutes:g}-minute budget is spent")
                 break
             # under --on-spike rollback, what a spike in this epoch goes back to (a first epoch's loss gone non-finite,
-            # or weights gone so, go back to where it started)
-            rollback_possible = cfg.train.on_spike == "rollback" and rollbacks < MAX_ROLLBACKS  # alike on every rank
+            # or weights gone so, go back to where it started). Not from inside an epoch a resume began in: the
+            # snapshot would be mid-epoch, and the checkpoint written at a rollback is an epoch's end.
+            resumed_inside = within is not None and epoch == start_epoch + 1
+            rollback_possible = (cfg.train.on_spike == "rollback" and rollbacks < MAX_ROLLBACKS
+                                 and not resumed_inside)  # alike on every rank
             before = _training_state(model, optimizer) if rollback_possible else None
             started, shown = time.perf_counter(), bar.n
             try:
@@ -615,8 +621,8 @@ def _restore_training_state(model: torch.nn.Module, optimizer: torch.optim.Optim
 
 
 def finite_weights(model: torch.nn.Module) -> bool:
-    """Whether every weight is finite (one device sync a tensor; checked once an epoch)."""
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    """Whether every weight is finite (one device sync; checked once an epoch)."""
+    return bool(torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all())
 
 
 def _report_spike(cfg: RunConfig, run_dir: Path | None, bar: tqdm, epoch: int, previous: float | None,
@@ -663,10 +669,13 @@ def _end_epoch(cfg: RunConfig, run_dir: Path | None, model: torch.nn.Module, opt
         val_terms = evaluate_terms(model, x_val, seed=cfg.train.seed, binarize=cfg.data.binarize,
                                    noise=cfg.data.noise, autocast=autocast_dtype(cfg, x_val.device)) \
             if len(x_val) else {}
-        if not finite_weights(model) or not math.isfinite(val_terms.get("loss", 0.0)):
+        weights_finite = finite_weights(model)
+        if not weights_finite or not math.isfinite(val_terms.get("loss", 0.0)):
             # e.g. an inf gradient in the epoch's last step
             kept = "" if run_dir is None else f"; {run_dir} keeps the checkpoint of epoch {epoch - 1}"
-            raise TrainingDiverged(f"training diverged: the weights became non-finite in epoch {epoch}{kept}. "
+            what = "the weights became non-finite" if not weights_finite else \
+                f"the validation loss became {val_terms['loss']}"
+            raise TrainingDiverged(f"training diverged: {what} in epoch {epoch}{kept}. "
                                    f"Try a lower --lr (now {cfg.train.lr:g}) or --grad-clip 1.0")
         # The model file keeps the epoch with the best validation loss (every epoch without a validation split):
         # models that overfit, e.g. on statically binarized MNIST, are worth less at their last epoch.
