@@ -25,6 +25,7 @@ Precision = Literal["auto", "fp32", "bf16"]
 CompileMode = Literal["default", "reduce-overhead"]  # --compile-mode: torch.compile's mode (training.py)
 LogKind = Literal["none", "tensorboard"]  # --log: where else the training curves go
 SpikeAction = Literal["warn", "rollback"]  # --on-spike: training.py
+DecayScope = Literal["all", "weights"]  # --weight-decay-scope: training.make_optimizer
 PriorKind = Literal["normal", "mog", "vamp"]  # --prior: models/priors.py
 Validation = Literal["hold-out", "train"]  # --validation: what the validation split is for
 Stream = Literal["auto", "on", "off"]  # --stream: read npy/parquet files a batch at a time instead of loading them
@@ -163,6 +164,10 @@ class TrainConfig:
     weight_decay: float = setting(0.0, "weight decay: each step shrinks the weights by lr x this, decoupled from "
                                        "the gradient's moments (AdamW, Loshchilov & Hutter 2019); an L2 penalty "
                                        "under rmsprop (default 0: off)")
+    weight_decay_scope: DecayScope = setting("all", "what --weight-decay shrinks: all (default) every parameter; "
+                                                    "weights the networks' weight matrices only, not their biases "
+                                                    "nor a learned prior's parameters (the VampPrior's "
+                                                    "pseudo-inputs)")
     weight_average: float = setting(0.0, "Polyak averaging: validate, keep and test an exponential moving average "
                                          "of the weights, each step weighing the new ones by 1 - this (e.g. "
                                          "0.999; default 0: off)")

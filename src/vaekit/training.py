@@ -212,7 +212,11 @@ def check_compile(device: torch.device) -> None:
 def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     """The run's optimiser; with --weight-average, each of its steps also updates the weights' average
     (``WeightAverage``)."""
-    params, t = model.parameters(), cfg.train
+    params, t = list(model.parameters()), cfg.train
+    if t.weight_decay and t.weight_decay_scope == "weights":  # two groups: the weight matrices, the rest undecayed
+        decayed = {id(p) for p in model.weight_matrices()}
+        params = [{"params": [p for p in params if id(p) in decayed]},
+                  {"params": [p for p in params if id(p) not in decayed], "weight_decay": 0.0}]
     if t.optimizer == "adam":
         # fused Adam does the whole update in one kernel: ~1.4x faster epochs on CPU at batch 128. AdamW with no
         # decay is Adam; plain Adam stays the class of the undecayed runs whose figures the benchmarks hold

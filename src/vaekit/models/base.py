@@ -47,6 +47,11 @@ class LatentModel(nn.Module):
         dict names it (the current names win where a file has both). None here."""
         return {}
 
+    def weight_matrices(self) -> list[nn.Parameter]:
+        """The parameters ``--weight-decay-scope weights`` decays: those of two or more dims (the networks' weight
+        matrices and convolution kernels, the autoregressive likelihood's masked layer), not biases."""
+        return [p for p in self.parameters() if p.ndim >= 2]
+
     def decoder_inputs(self) -> dict[str, int]:
         """What ``decode_mean`` takes, by name and size per item (an exported decoder's inputs): z (B, L) here."""
         return {"z": self.cfg.latent_dim}

@@ -185,6 +185,13 @@ class WithPrior:
 
     prior: Prior
 
+    def weight_matrices(self) -> list[nn.Parameter]:
+        """The networks' weight matrices (``LatentModel.weight_matrices``) less the prior's parameters: the
+        VampPrior's pseudo-inputs are points in data space and a mixture's are its components, not weights, and
+        a decay would pull them towards 0 (a black image, the origin)."""
+        prior = {id(p) for p in self.prior.parameters()}
+        return [p for p in super().weight_matrices() if id(p) not in prior]  # type: ignore[misc]
+
     def log_prior(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) of codes (..., L) under the model's prior: (...), fp32."""
         return self.prior.log_prob(z, self.encode)
