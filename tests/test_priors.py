@@ -3,6 +3,7 @@ the VampPrior's KL estimate against Monte Carlo, the reduction to N(0, I), train
 (sample, anomalies, evaluate --nll, explore) on each new model."""
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 
@@ -41,6 +42,22 @@ def test_mixture_log_prob_matches_torch_distributions():
     z = torch.randn(3, 11, 5, generator=g) * 3  # any leading shape
     expected = _reference_mixture(mu.double(), logvar.double(), log_weight.double()).log_prob(z.double())
     torch.testing.assert_close(mixture_log_prob(z, mu, logvar, log_weight).double(), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_mixture_log_prob_stays_exact_under_bf16_autocast_with_codes_far_from_the_origin():
+    # a trained VampPrior HVAE's codes reach |z| ~ 30 with variances ~1 (40 dims, 500 components): the matmul
+    # expansion's terms are ~1e4 nats, which bf16 autocast rounded to errors of ~0.3 nats a code on average and
+    # up to ~240 on the narrow components a run learned to exploit (its one-sample KL went to -38 nats)
+    g = torch.Generator().manual_seed(0)
+    mu = 25 + 5 * torch.randn(500, 40, generator=g)
+    logvar = torch.rand(500, 40, generator=g) * 2 - 3  # variances e^-3 .. e^-1
+    log_weight = torch.full((500,), -math.log(500))
+    z = mu[:64] + torch.exp(0.5 * logvar[:64]) * torch.randn(64, 40, generator=g)  # codes near components
+    expected = _reference_mixture(mu.double(), logvar.double(), log_weight.double()).log_prob(z.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = mixture_log_prob(z, mu, logvar, log_weight)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expected, rtol=0, atol=1e-2)
 
 
 def _model(shape=(1, 8, 8), latent=4, **settings):

@@ -62,14 +62,23 @@ def mixture_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, lo
     The squared distances come from matmuls, sum_d (z_d - m_cd)^2 / v_cd = z^2 . (1/v_c) - 2 z . (m_c / v_c)
     + m_c^2 . (1/v_c), so N codes against C components cost (N, L) @ (L, C), never an (N, C, L) tensor: the
     importance-sampled NLL scores 5,000 codes per item against 500 VampPrior components.
+
+    The expansion subtracts terms of size |z|^2 / v to leave one of size |z - m_c|^2 / v, so it runs in fp32 even
+    under bf16 autocast (whose 8-bit mantissa left errors of ~0.3 nats a code in a trained VampPrior HVAE, whose
+    codes reach |z| ~ 30, and let a run learn narrow components where the rounding made log p(z) up to ~240 nats
+    too high: its one-sample KL went to -38 nats; bench/README.md, 2026-12-05 (y)), with z and the means centred
+    on the means' average first (the distances are unchanged; the terms shrink to the codes' spread).
     """
-    shape, z = z.shape[:-1], z.float().reshape(-1, z.shape[-1])  # (N, L)
-    mu, logvar = mu.float(), logvar.float()
-    precision = torch.exp(-logvar)  # (C, L)
-    quad = (z.pow(2) @ precision.T - 2 * z @ (mu * precision).T
-            + (mu.pow(2) * precision).sum(-1))  # (N, C)
-    log_n = -0.5 * (quad.clamp(min=0) + logvar.sum(-1) + z.shape[-1] * LOG_2PI)  # (N, C)
-    return torch.logsumexp(log_n + log_weight.float(), dim=-1).view(shape)
+    shape = z.shape[:-1]
+    with torch.autocast(z.device.type, enabled=False):
+        mu, logvar = mu.float(), logvar.float()
+        centre = mu.detach().mean(0)  # (L,)
+        z, mu = z.float().reshape(-1, z.shape[-1]) - centre, mu - centre  # (N, L), (C, L)
+        precision = torch.exp(-logvar)  # (C, L)
+        quad = (z.pow(2) @ precision.T - 2 * z @ (mu * precision).T
+                + (mu.pow(2) * precision).sum(-1))  # (N, C)
+        log_n = -0.5 * (quad.clamp(min=0) + logvar.sum(-1) + z.shape[-1] * LOG_2PI)  # (N, C)
+        return torch.logsumexp(log_n + log_weight.float(), dim=-1).view(shape)
 
 
 class Prior(nn.Module):
