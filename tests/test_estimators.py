@@ -288,6 +288,25 @@ def test_weight_decay_reaches_the_optimizer_and_shrinks_the_fitted_weights(digit
         vaekit.VAE(epochs=1, weight_decay=-1.0).fit(digits)
 
 
+def test_weight_decay_scope_weights_keeps_the_vampprior_pseudo_inputs_where_the_data_put_them(digits):
+    # the same strong decay: under "all" it pulls the pseudo-inputs towards a black image with the weights; under
+    # "weights" they are left to their gradient (that the weights still shrink: test_objectives.py)
+    def fit(scope: str) -> vaekit.VAE:
+        return vaekit.VAE(latent_dim=4, hidden=(64,), epochs=5, prior="vamp", prior_components=20, weight_decay=20.0,
+                          weight_decay_scope=scope, random_state=0).fit(digits)
+
+    everything, weights = fit("all"), fit("weights")
+    assert weights.config_.train.weight_decay_scope == "weights"
+    assert everything.config_.train.weight_decay_scope == "all"
+
+    def pseudo_inputs(vae: vaekit.VAE) -> float:
+        return float(vae.model_.prior.pseudo_inputs.detach().abs().mean())
+
+    assert pseudo_inputs(everything) < 0.5 * pseudo_inputs(weights)
+    with pytest.raises(vaekit.VaekitError, match="weight_decay_scope|weight-decay-scope"):
+        vaekit.VAE(epochs=1, weight_decay=0.1, weight_decay_scope="biases").fit(digits)
+
+
 def test_dropout_reaches_the_model_which_still_fits_and_is_off_once_fitted(digits):
     vae = vaekit.VAE(latent_dim=4, hidden=(64,), epochs=8, dropout=0.1, random_state=0).fit(digits)
     assert vae.config_.model.dropout == 0.1

@@ -229,10 +229,14 @@ def test_weight_decay_shrinks_the_weights_by_lr_times_the_decay_each_step_apart_
 @pytest.mark.parametrize("scope", ["all", "weights"])
 def test_weight_decay_scope_weights_leaves_biases_and_the_vampprior_pseudo_inputs_undecayed(scope):
     from vaekit.training import make_optimizer
-    cfg = build_config(input_shape=(1, 8, 8), likelihood="bernoulli", hidden=(16,), latent_dim=3, hierarchy=(2,),
-                       prior="vamp", prior_components=5, lr=0.1, weight_decay=0.5, weight_decay_scope=scope)
+    cfg = build_config(input_shape=(1, 8, 8), likelihood="bernoulli-autoregressive", autoregressive_units=2,
+                       autoregressive_window=1, hidden=(16,), latent_dim=3, hierarchy=(2,), prior="vamp", prior_components=5, lr=0.1,
+                       weight_decay=0.5, weight_decay_scope=scope)
     model = build_model(cfg.model)
     names = dict(model.named_parameters())
+    with torch.no_grad():  # nothing at 0, where a decay would not show (the autoregressive layers start there)
+        for p in names.values():
+            p.uniform_(0.5, 1.5)
     before = {name: p.detach().clone() for name, p in names.items()}
     optimizer = make_optimizer(cfg, model)
     for p in model.parameters():
@@ -241,8 +245,11 @@ def test_weight_decay_scope_weights_leaves_biases_and_the_vampprior_pseudo_input
     shrunk = {name for name, p in names.items() if not torch.equal(p.detach(), before[name])}
     for name in shrunk:
         torch.testing.assert_close(names[name].detach(), before[name] * (1 - 0.1 * 0.5))
-    matrices = {name for name, p in names.items() if p.ndim >= 2 and not name.startswith("prior.")}
-    assert "prior.pseudo_inputs" in names and matrices and any(p.ndim == 1 for p in names.values())
+    matrices = {name for name, p in names.items()
+                if p.ndim >= 2 and not name.startswith("prior.") and not name.endswith("bias")}
+    # the pseudo-inputs, 1-D biases and the autoregressive units' (C, M) biases are all there to be left alone
+    assert {"prior.pseudo_inputs", "likelihood.unit_bias", "likelihood.weight"} <= set(names)
+    assert names["likelihood.unit_bias"].ndim == 2 and any(p.ndim == 1 for p in names.values())
     # "all" (the default): every parameter; "weights": the networks' matrices alone
     assert shrunk == (set(names) if scope == "all" else matrices)
 

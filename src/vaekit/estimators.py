@@ -218,7 +218,8 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
                     autoregressive_units=self.autoregressive_units,
                     autoregressive_order=self.autoregressive_order, epochs=epochs, batch_size=batch,
                     optimizer=self.optimizer,
-                    weight_decay=self.weight_decay, weight_average=self.weight_average, dropout=self.dropout,
+                    weight_decay=self.weight_decay, weight_decay_scope=self.weight_decay_scope,
+                    weight_average=self.weight_average, dropout=self.dropout,
                     grad_clip=self.grad_clip, on_spike=self.on_spike,
                     lr=self.lr if self.lr is not None else (SMALL_DATA_LR if small else None),
                     lr_schedule=self.lr_schedule or ("cosine" if small else None), seed=seed, device=self.device,
@@ -385,6 +386,9 @@ _SHARED_DOC = """
     optimizer, weight_decay : {"adam", "rmsprop"}, float
         Adam (default) or RMSprop; weight decay shrinks the weights by lr x ``weight_decay`` each step, decoupled
         from Adam's moments (AdamW, Loshchilov & Hutter 2019), an L2 penalty under RMSprop. 0 (default): off.
+    weight_decay_scope : {"all", "weights"}
+        What the decay shrinks: "all" (default) every parameter; "weights" the networks' weight matrices only, not
+        their biases nor a learned prior's parameters (the VampPrior's pseudo-inputs, a mixture's components).
     weight_average : float
         Polyak averaging: the fitted model is an exponential moving average of the weights, each step weighing the
         new ones by 1 - ``weight_average`` (e.g. 0.999), the raw weights being the ones trained. 0 (default): off.
@@ -468,7 +472,8 @@ class VAE(_LatentEstimator):
                  free_bits: float = 0.0, iw_samples: int = 1, iw_from: float = 0.0,
                  prior: str = "normal", prior_components: int = 500, hierarchy: tuple[int, ...] = (),
                  epochs: int | None = None, batch_size: int | None = None, optimizer: str = "adam",
-                 weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
+                 weight_decay: float = 0.0, weight_decay_scope: str = "all", weight_average: float = 0.0,
+                 dropout: float = 0.0,
                  grad_clip: float | None = None, on_spike: str = "warn",
                  lr: float | None = None, lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
@@ -531,7 +536,8 @@ class Autoencoder(_LatentEstimator):
                  autoregressive_hidden: int = 0, autoregressive_window: int = 0, autoregressive_units: int = 0,
                  autoregressive_order: str = "rows", epochs: int | None = None, batch_size: int | None = None,
                  optimizer: str = "adam",
-                 weight_decay: float = 0.0, weight_average: float = 0.0, dropout: float = 0.0,
+                 weight_decay: float = 0.0, weight_decay_scope: str = "all", weight_average: float = 0.0,
+                 dropout: float = 0.0,
                  grad_clip: float | None = None, on_spike: str = "warn",
                  lr: float | None = None, lr_schedule: str | None = None,
                  early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 10,
@@ -580,8 +586,8 @@ class OutlierDetector(BaseEstimator):
         None on fewer than 10,000 rows: about 300 optimiser steps at lr 1e-3 (a detector ranks new rows better
         from a model that has not fitted its few training rows to the last detail; see ``DETECTOR_STEPS``);
         on more, the estimators' defaults.
-    latent_dim, hidden, batch_size, optimizer, weight_decay, weight_average, dropout, grad_clip, on_spike,
-    early_stopping, standardize, n_threads, device, random_state, verbose
+    latent_dim, hidden, batch_size, optimizer, weight_decay, weight_decay_scope, weight_average, dropout, grad_clip,
+    on_spike, early_stopping, standardize, n_threads, device, random_state, verbose
         As for ``vaekit.VAE`` (PyOD's autoencoders have ``weight_decay`` and ``dropout_rate`` too).
 
     Examples
@@ -599,7 +605,8 @@ class OutlierDetector(BaseEstimator):
     def __init__(self, model: str = "vae", anomaly_score: str = "auto", contamination: float = 0.1,
                  threshold_holdout: float = 0.2, latent_dim: int | None = None,
                  hidden: tuple[int, ...] | None = None, epochs: int | None = None, batch_size: int | None = None,
-                 optimizer: str = "adam", weight_decay: float = 0.0, weight_average: float = 0.0,
+                 optimizer: str = "adam", weight_decay: float = 0.0, weight_decay_scope: str = "all",
+                 weight_average: float = 0.0,
                  dropout: float = 0.0, grad_clip: float | None = None, on_spike: str = "warn",
                  lr: float | None = None, early_stopping: bool = False,
                  standardize: str | bool = "auto", n_threads: int | None = None,
@@ -739,8 +746,8 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
     Parameters
     ----------
     latent_dim, hidden, arch, conv_channels, likelihood, autoregressive_hidden, autoregressive_window,
-    autoregressive_units, autoregressive_order, epochs, batch_size, optimizer, weight_decay, weight_average,
-    dropout, grad_clip, on_spike, lr, lr_schedule,
+    autoregressive_units, autoregressive_order, epochs, batch_size, optimizer, weight_decay, weight_decay_scope,
+    weight_average, dropout, grad_clip, on_spike, lr, lr_schedule,
     standardize, n_threads, device, precision, random_state, verbose
         As for ``vaekit.VAE``.
     classifier_arch : {"mlp", "conv"} or None
@@ -790,6 +797,7 @@ class SemiSupervisedVAE(ClassifierMixin, _LatentEstimator):
                  m1_latent_dim: int | None = None, m1_draws: int = 10, prior: str = "normal",
                  prior_components: int = 500, epochs: int | None = None,
                  batch_size: int | None = None, optimizer: str = "adam", weight_decay: float = 0.0,
+                 weight_decay_scope: str = "all",
                  weight_average: float = 0.0, dropout: float = 0.0, grad_clip: float | None = None,
                  on_spike: str = "warn", lr: float | None = None,
                  lr_schedule: str | None = None, early_stopping: bool = False, validation_fraction: float = 0.1,

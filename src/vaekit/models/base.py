@@ -49,8 +49,9 @@ class LatentModel(nn.Module):
 
     def weight_matrices(self) -> list[nn.Parameter]:
         """The parameters ``--weight-decay-scope weights`` decays: those of two or more dims (the networks' weight
-        matrices and convolution kernels, the autoregressive likelihood's masked layer), not biases."""
-        return [p for p in self.parameters() if p.ndim >= 2]
+        matrices and convolution kernels, the autoregressive likelihood's masked layer and its units' gains), not
+        biases, whatever their shape (the autoregressive units' are (C, M))."""
+        return [p for name, p in self.named_parameters() if p.ndim >= 2 and not name.endswith("bias")]
 
     def decoder_inputs(self) -> dict[str, int]:
         """What ``decode_mean`` takes, by name and size per item (an exported decoder's inputs): z (B, L) here."""

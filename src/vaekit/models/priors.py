@@ -64,10 +64,11 @@ def mixture_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, lo
     importance-sampled NLL scores 5,000 codes per item against 500 VampPrior components.
 
     The expansion subtracts terms of size |z|^2 / v to leave one of size |z - m_c|^2 / v, so it runs in fp32 even
-    under bf16 autocast (whose 8-bit mantissa left errors of ~0.3 nats a code in a trained VampPrior HVAE, whose
-    codes reach |z| ~ 30, and let a run learn narrow components where the rounding made log p(z) up to ~240 nats
-    too high: its one-sample KL went to -38 nats; bench/README.md, 2026-12-05 (y)), with z and the means centred
-    on the means' average first (the distances are unchanged; the terms shrink to the codes' spread).
+    under bf16 autocast, with z and the means centred on the means' average first (the distances are unchanged;
+    the terms shrink to the codes' spread). bf16's 8-bit mantissa left errors of ~0.3 nats a code in a trained
+    VampPrior HVAE, whose codes reach |z| ~ 30, and let a run learn narrow components where the rounding made
+    log p(z) up to ~240 nats too high: its one-sample KL went to -38 nats (bench/README.md, "the prior's
+    log-density in bf16", 2026-12-05 (y)).
     """
     shape = z.shape[:-1]
     with torch.autocast(z.device.type, enabled=False):
@@ -197,7 +198,7 @@ class WithPrior:
     def weight_matrices(self) -> list[nn.Parameter]:
         """The networks' weight matrices (``LatentModel.weight_matrices``) less the prior's parameters: the
         VampPrior's pseudo-inputs are points in data space and a mixture's are its components, not weights, and
-        a decay would pull them towards 0 (a black image, the origin)."""
+        a decay would pull them towards 0 (a black image; components at the origin with unit variances)."""
         prior = {id(p) for p in self.prior.parameters()}
         return [p for p in super().weight_matrices() if id(p) not in prior]  # type: ignore[misc]
 
