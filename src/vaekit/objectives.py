@@ -25,6 +25,11 @@ def draw_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(dtype, torch.float32)
 
 
+def cosine_factor(fraction: float) -> float:
+    """The cosine decay's multiplier of the peak lr, fraction done in [0, 1] -> 1 .. 0 (Loshchilov & Hutter 2017)."""
+    return 0.5 * (1 + math.cos(math.pi * fraction))
+
+
 class Schedule:
     """Where training stands in its planned run: the learning rate's multiplier and how far through its decay it is.
 
@@ -69,7 +74,7 @@ class Schedule:
         warmup = self.warmup()
         if epochs < warmup:
             return self.scale * (epochs + 1e-3) / warmup
-        return self.scale * 0.5 * (1 + math.cos(math.pi * self.fraction(epochs)))
+        return self.scale * cosine_factor(self.fraction(epochs))
 
 
 def kl_weight(cfg: TrainConfig, progress_epochs: float) -> float:

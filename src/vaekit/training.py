@@ -30,7 +30,7 @@ from .errors import DataError, VaekitError
 from .models import MODELS, UNIT_INTERVAL, build_model
 from .anomaly import training_scores
 from .latent import class_predictions
-from .objectives import Schedule, kl_weight
+from .objectives import Schedule, cosine_factor, kl_weight
 from .tensors import (FileTensor, as_tensor, autocast_dtype, gather, model_input, pick_device, select_rows,
                       shuffle_plan)
 
@@ -459,7 +459,7 @@ def _train(cfg: RunConfig, run_dir: Path | None, splits: Splits, device: torch.d
     recorded = (m.get("schedule") for m in resumed_record if m.get("epoch") == start_epoch)
     done_before = distributed.broadcast(next(recorded, None) if cfg.train.max_minutes else None)
     if (done_before is not None and cfg.train.lr_schedule == "cosine"
-            and 0.5 * (1 + math.cos(math.pi * done_before)) < DECAY_ENDED_LR):
+            and cosine_factor(done_before) < DECAY_ENDED_LR):
         # it ended with its budget: the new budget extends the run (as a larger --epochs does), the lr back at
         # the point of a cosine over all of it, --iw-from's switch with it. (A continued decay would train the
         # whole budget at lr ~0.)
